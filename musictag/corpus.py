@@ -1,0 +1,453 @@
+"""The embedded default catalogue: real scores from music21's corpus, rendered to real audio.
+
+MSD audio cannot be shipped, so a fresh clone builds its own catalogue from PyPI packages alone:
+the ~15,000 works indexed by music21's core corpus (Bach chorales, Palestrina masses, Monteverdi
+madrigals, Trecento pieces, Essen folk songs, O'Neill and Ryan fiddle tunes, Aird's airs, Haydn,
+Mozart and Beethoven quartets, ...) are rendered with the General MIDI soundfont that pretty_midi
+ships (TimGM6mb.sf2) through tinysoundfont, one clip of `clip_duration_s` per work.
+
+Every tag comes from metadata or from analysis of the rendered excerpt, never invented:
+  era, form, origin and dance type  <- the collection, title and locale metadata of the score
+  mode                              <- Krumhansl-Schmuckler key analysis of the notes heard
+  meter                             <- the score's time signature
+  tempo class                       <- the playback tempo (the score's metronome mark, else a seeded draw)
+  texture                           <- how many voices sound in the excerpt
+  instruments                       <- the GM programs actually used, drawn per clip by a seeded policy
+                                       that ignores the collection, so instrument is no proxy for genre.
+artist = composer or collection, title = the work; a work never spans two splits.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+from tqdm import tqdm
+
+from musictag.datasets import Manifest, grouped_split
+from musictag.errors import MusictagError
+from musictag.paths import resolve
+
+ERAS = ["medieval", "renaissance", "baroque", "classical", "romantic", "folk"]
+FORMS = ["chorale", "mass", "madrigal", "fiddle tune", "folk song", "air", "string quartet"]
+DANCES = ["jig", "reel", "hornpipe"]
+ORIGINS = ["german", "chinese", "irish", "scottish", "american"]
+MODES = ["major", "minor"]
+METERS = ["duple meter", "triple meter", "compound meter"]
+TEMPI = ["slow", "moderate", "fast"]
+TEXTURES = ["one voice", "two or three voices", "four voices", "five or more voices"]
+# tag -> General MIDI program (0-based). Channel 10 (drums) is never used.
+INSTRUMENT_PROGRAMS = {
+    "piano": 0, "harpsichord": 6, "organ": 19, "accordion": 21, "guitar": 24, "violin": 40,
+    "cello": 42, "strings": 48, "choir": 52, "trumpet": 56, "clarinet": 71, "flute": 73,
+}
+TAG_NAMES = ERAS + FORMS + DANCES + ORIGINS + MODES + METERS + TEMPI + TEXTURES + list(INSTRUMENT_PROGRAMS)
+
+MASS_MOVEMENTS = re.compile(r"\b(kyrie|gloria|credo|sanctus|benedictus|agnus)\b", re.IGNORECASE)
+MIN_NOTES_PER_CLIP = 4
+SILENCE_RMS = 1e-4
+PEAK_AFTER_NORMALISATION = 0.89  # -1 dBFS
+DRUM_CHANNEL = 9
+PARAM = "data.embedded"  # where this adapter's options live in params.yaml, for error messages
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What music21's corpus folder tells about every work in it."""
+
+    artist: str | None  # None: take the composer from each score's metadata
+    era: str
+    form: str | None = None
+    origin: str | None = None
+    work_pattern: str | None = None  # regex on the file stem whose group(1) names the work
+
+
+COLLECTIONS = {
+    "trecento": Collection(None, "medieval"),
+    "ciconia": Collection("Johannes Ciconia", "medieval"),
+    "luca": Collection("Codex of Lucca", "medieval"),
+    "palestrina": Collection("Palestrina", "renaissance", "mass", work_pattern=r"_(\d+)"),
+    "josquin": Collection("Josquin des Prez", "renaissance"),
+    "lusitano": Collection("Vicente Lusitano", "renaissance"),
+    "monteverdi": Collection("Claudio Monteverdi", "renaissance", "madrigal"),
+    "bach": Collection("J.S. Bach", "baroque", "chorale", work_pattern=r"^(bwv\d+)"),
+    "handel": Collection("G.F. Handel", "baroque"),
+    "corelli": Collection("Arcangelo Corelli", "baroque"),
+    "cpebach": Collection("C.P.E. Bach", "classical"),
+    "haydn": Collection("Joseph Haydn", "classical", "string quartet"),
+    "mozart": Collection("W.A. Mozart", "classical", "string quartet"),
+    "beethoven": Collection("Ludwig van Beethoven", "classical", "string quartet"),
+    "schubert": Collection("Franz Schubert", "romantic"),
+    "weber": Collection("Carl Maria von Weber", "romantic"),
+    "chopin": Collection("Frederic Chopin", "romantic"),
+    "schumann_robert": Collection("Robert Schumann", "romantic"),
+    "schumann_clara": Collection("Clara Schumann", "romantic"),
+    "verdi": Collection("Giuseppe Verdi", "romantic"),
+    "essenFolksong": Collection("Essen Folksong Collection", "folk", "folk song"),
+    "miscFolk": Collection("Folk tune books", "folk", "folk song"),
+    "ryansMammoth": Collection("Ryan's Mammoth Collection", "folk", "fiddle tune", "american"),
+    "oneills1850": Collection("O'Neill's Music of Ireland", "folk", "fiddle tune", "irish"),
+    "airdsAirs": Collection("Aird's Airs", "folk", "air", "scottish"),
+}
+SCORE_SUFFIX = re.compile(r"\.(mxl|xml|musicxml|krn|abc)$")  # not .rntxt: analyses, not scores
+
+
+@dataclass(frozen=True)
+class Work:
+    """One candidate score of the music21 corpus."""
+
+    clip_id: str
+    source_path: str  # relative to music21's corpus root
+    number: int | None  # tune number inside an opus file (ABC), else None
+    collection: str
+    title: str
+    composer: str | None
+    locale: str | None
+    group: str  # the work a clip belongs to, for grouped splits
+
+
+def soundfont_path() -> Path:
+    """General MIDI soundfont shipped inside the pretty_midi wheel."""
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def list_works() -> list[Work]:
+    """Candidate works from music21's metadata bundle: no score is parsed here (about 2 s)."""
+    from music21 import corpus
+
+    bundle = corpus.corpora.CoreCorpus().metadataBundle
+    entries = [e for e in bundle[:] if e.metadata is not None]  # one slice: iterating it is quadratic
+    numbered_files = {str(e.sourcePath) for e in entries if e.number is not None}
+    works = []
+    for entry in entries:
+        source_path = str(entry.sourcePath)
+        collection = source_path.split("/")[0]
+        if collection not in COLLECTIONS or not SCORE_SUFFIX.search(source_path):
+            continue
+        if entry.number is None and source_path in numbered_files:
+            continue  # the whole-opus entry of a file whose tunes are listed one by one
+        number = int(entry.number) if entry.number is not None else None
+        stem = SCORE_SUFFIX.sub("", source_path)
+        clip_id = re.sub(r"[^A-Za-z0-9]+", "-", stem + (f"-{number}" if number is not None else "")).strip("-")
+        md = entry.metadata
+        title = md.title or md.movementName or Path(source_path).stem
+        title = SCORE_SUFFIX.sub("", str(title))  # movementName is often the file name
+        if number is not None:
+            title = md.title or f"{Path(source_path).stem} no. {number}"
+        works.append(Work(
+            clip_id=clip_id, source_path=source_path, number=number, collection=collection,
+            title=str(title), composer=md.composer, locale=md.localeOfComposition,
+            group=_work_group(source_path, number, COLLECTIONS[collection]),
+        ))
+    return works
+
+
+def _work_group(source_path: str, number: int | None, collection: Collection) -> str:
+    """The work a score belongs to: a quartet's movements or a mass's sections share one group."""
+    parts = source_path.split("/")
+    if len(parts) > 2:  # e.g. beethoven/opus18no1/movement3.mxl
+        return "/".join(parts[:-1])
+    stem = Path(source_path).stem
+    if collection.work_pattern:
+        match = re.search(collection.work_pattern, stem)
+        if match:
+            return f"{parts[0]}/{match.group(1)}"
+    return source_path + (f"#{number}" if number is not None else "")
+
+
+def interleave_by_collection(works: list[Work], seed: int) -> list[Work]:
+    """Seeded order that takes one work from each collection in turn.
+
+    Essen's 8,500 songs would otherwise swamp Haydn's 9 movements; and a larger corpus is a
+    superset of a smaller one with the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    by_collection: dict[str, list[Work]] = {}
+    for work in sorted(works, key=lambda w: w.clip_id):
+        by_collection.setdefault(work.collection, []).append(work)
+    queues = []
+    for name in sorted(by_collection):
+        items = by_collection[name]
+        queues.append([items[i] for i in rng.permutation(len(items))])
+    order = []
+    for rank in range(max(len(q) for q in queues)):
+        order.extend(q[rank] for q in queues if rank < len(q))
+    return order
+
+
+def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    """A generator per clip, so a clip renders the same whatever else is in the corpus."""
+    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def score_notes(score) -> np.ndarray:
+    """Every sounding note of a music21 score as rows (onset_ql, duration_ql, midi_pitch, part)."""
+    rows = []
+    for part_index, part in enumerate(score.parts):
+        part.stripTies(inPlace=True)  # a tied note sounds once; in place avoids a deep copy
+        for element in part.flatten().notes:
+            duration_ql = float(element.duration.quarterLength)
+            if duration_ql <= 0:  # grace notes
+                continue
+            for pitch in element.pitches:
+                rows.append((float(element.offset), duration_ql, pitch.midi, part_index))
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def playback_tempo_qpm(score, rng: np.random.Generator) -> float:
+    """Quarter notes per minute: the score's first metronome mark, else a seeded draw in 56-152."""
+    for mark in score.recurse().getElementsByClass("MetronomeMark"):
+        if mark.number is not None and 20 <= mark.getQuarterBPM() <= 400:
+            return float(mark.getQuarterBPM())
+    return float(rng.uniform(56, 152))
+
+
+def excerpt(notes_ql: np.ndarray, length_ql: float, qpm: float, clip_duration_s: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """Notes of one clip in seconds, rows (onset_s, duration_s, pitch, part).
+
+    Works longer than the clip give a seeded window; shorter ones repeat, as folk tunes are played.
+    """
+    seconds_per_ql = 60.0 / qpm
+    notes = notes_ql.copy()
+    notes[:, :2] *= seconds_per_ql
+    piece_s = max(length_ql * seconds_per_ql, 1e-3)
+    if piece_s >= clip_duration_s:
+        start_s = float(rng.uniform(0, piece_s - clip_duration_s))
+    else:
+        repeats = math.ceil(clip_duration_s / piece_s)
+        notes = np.concatenate([notes + [k * piece_s, 0, 0, 0] for k in range(repeats)])
+        start_s = 0.0
+    notes[:, 0] -= start_s
+    keep = (notes[:, 0] >= 0) & (notes[:, 0] < clip_duration_s)
+    notes = notes[keep]
+    notes[:, 1] = np.minimum(notes[:, 1], clip_duration_s - notes[:, 0])
+    return notes
+
+
+def render(notes_s: np.ndarray, programs: list[int], sample_rate_hz: int, n_samples: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Mono float32 audio of the notes, synthesised with the GM soundfont (one channel per part)."""
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate_hz)
+    font = synth.sfload(str(soundfont_path()))
+    channels = [c for c in range(16) if c != DRUM_CHANNEL]
+    for part, program in enumerate(programs):
+        synth.program_select(channels[part], font, 0, program)
+    velocities = rng.integers(64, 110, size=len(notes_s))
+    events = []  # (sample, is_on, channel, pitch, velocity); note-offs sort before note-ons
+    for (onset_s, duration_s, pitch, part), velocity in zip(notes_s, velocities):
+        start = int(round(onset_s * sample_rate_hz))
+        stop = max(start + 1, int(round((onset_s + duration_s) * sample_rate_hz)))
+        events.append((start, 1, channels[int(part)], int(pitch), int(velocity)))
+        events.append((stop, 0, channels[int(part)], int(pitch), 0))
+    events.sort()
+    stereo = np.zeros((n_samples, 2), dtype=np.float32)
+    position = 0
+    for sample, is_on, channel, pitch, velocity in events:
+        sample = min(sample, n_samples)
+        if sample > position:
+            block = synth.generate(sample - position)
+            stereo[position:sample] = np.frombuffer(block, dtype=np.float32).reshape(-1, 2)
+            position = sample
+        if is_on:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if position < n_samples:
+        stereo[position:] = np.frombuffer(synth.generate(n_samples - position), dtype=np.float32).reshape(-1, 2)
+    return stereo.mean(axis=1)
+
+
+def choose_programs(n_parts: int, rng: np.random.Generator) -> list[int]:
+    """Seeded instrumentation, blind to the collection: one timbre for all parts, or one per part."""
+    names = list(INSTRUMENT_PROGRAMS)
+    if n_parts == 1 or rng.random() < 0.5:
+        return [INSTRUMENT_PROGRAMS[names[rng.integers(len(names))]]] * n_parts
+    return [INSTRUMENT_PROGRAMS[names[i]] for i in rng.integers(len(names), size=n_parts)]
+
+
+def mode_of(notes_s: np.ndarray) -> str:
+    """'major' or 'minor' by Krumhansl-Schmuckler key finding on the notes heard.
+
+    The duration-weighted pitch-class histogram is correlated with music21's Krumhansl-Kessler
+    profiles in all 12 transpositions; the best of the 24 keys gives the mode.
+    """
+    from music21.analysis.discrete import KrumhanslSchmuckler
+
+    histogram = np.bincount(notes_s[:, 2].astype(int) % 12, weights=notes_s[:, 1], minlength=12)
+    profiles = KrumhanslSchmuckler()
+    best = {}
+    for mode in MODES:
+        weights = np.array(profiles.getWeights(mode))
+        rotations = np.stack([np.roll(weights, tonic) for tonic in range(12)])
+        best[mode] = max(np.corrcoef(histogram, rotation)[0, 1] for rotation in rotations)
+    return max(MODES, key=lambda mode: best[mode])
+
+
+def meter_of(score) -> str | None:
+    """Duple, triple or compound from the first time signature (None for 5/4, 7/8 or none)."""
+    signatures = list(score.recurse().getElementsByClass("TimeSignature"))
+    if not signatures:
+        return None
+    numerator, denominator = signatures[0].numerator, signatures[0].denominator
+    if numerator in (6, 9, 12) and denominator >= 8:
+        return "compound meter"
+    if numerator == 3:
+        return "triple meter"
+    if numerator in (2, 4):
+        return "duple meter"
+    return None
+
+
+def tempo_class(qpm: float) -> str:
+    return "slow" if qpm < 80 else "moderate" if qpm < 120 else "fast"
+
+
+def texture_of(n_voices: int) -> str:
+    if n_voices <= 1:
+        return "one voice"
+    if n_voices <= 3:
+        return "two or three voices"
+    return "four voices" if n_voices == 4 else "five or more voices"
+
+
+def metadata_tags(work: Work) -> set[str]:
+    """Era, form, origin and dance type, from the collection, title and locale of the score."""
+    collection = COLLECTIONS[work.collection]
+    tags = {collection.era}
+    if MASS_MOVEMENTS.search(work.title) or collection.form == "mass":
+        tags.add("mass")
+    elif collection.form:
+        tags.add(collection.form)
+    origin = collection.origin
+    if work.locale and "China" in work.locale:
+        origin = "chinese"
+    elif work.locale and "Deutschland" in work.locale:
+        origin = "german"
+    if origin:
+        tags.add(origin)
+    tags.update(d for d in DANCES if re.search(rf"\b{d}s?\b", work.title, re.IGNORECASE))
+    return tags
+
+
+def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: float,
+                audio_dir: str) -> dict | str:
+    """Parse, excerpt, render, analyse and write one clip. Returns its manifest row, or why it was skipped."""
+    from music21 import corpus
+
+    rng = clip_rng(seed, work.clip_id)
+    try:
+        score = corpus.parse(work.source_path, number=work.number)
+        if not hasattr(score, "parts") or len(score.parts) == 0:
+            return f"{work.source_path}: no parts"
+        notes_ql = score_notes(score)
+        qpm = playback_tempo_qpm(score, rng)
+        meter = meter_of(score)
+        length_ql = float(score.highestTime)
+    except Exception as err:  # a score music21 cannot read is skipped, with its reason
+        return f"{work.source_path}: unreadable ({err.__class__.__name__})"
+    n_parts = int(notes_ql[:, 3].max()) + 1 if len(notes_ql) else 0
+    if n_parts == 0 or n_parts > 15:
+        return f"{work.source_path}: {n_parts} parts (need 1-15)"
+    notes_s = excerpt(notes_ql, length_ql, qpm, clip_duration_s, rng)
+    if len(notes_s) < MIN_NOTES_PER_CLIP:
+        return f"{work.source_path}: only {len(notes_s)} notes in the excerpt"
+    programs = choose_programs(n_parts, rng)
+    n_samples = int(round(clip_duration_s * sample_rate_hz))
+    audio = render(notes_s, programs, sample_rate_hz, n_samples, rng)
+    rms = float(np.sqrt(np.mean(audio**2)))
+    if rms < SILENCE_RMS:
+        return f"{work.source_path}: silent render"
+    audio *= PEAK_AFTER_NORMALISATION / float(np.max(np.abs(audio)))
+
+    path = Path(audio_dir) / f"{work.clip_id}.flac"
+    tmp = path.with_name(path.stem + ".tmp.flac")
+    soundfile.write(tmp, audio, sample_rate_hz, subtype="PCM_16")
+    os.replace(tmp, path)
+
+    tags = metadata_tags(work)
+    tags.add(mode_of(notes_s))
+    tags.add(tempo_class(qpm))
+    tags.add(texture_of(len(set(notes_s[:, 3].astype(int)))))
+    if meter:
+        tags.add(meter)
+    names_by_program = {p: n for n, p in INSTRUMENT_PROGRAMS.items()}
+    tags.update(names_by_program[programs[int(p)]] for p in set(notes_s[:, 3]))
+    artist = COLLECTIONS[work.collection].artist or work.composer or work.collection
+    return {"id": work.clip_id, "file": path.name, "artist": artist, "title": work.title,
+            "group": work.group, "tags": sorted(tags)}
+
+
+def _render_star(args):
+    return render_work(*args)
+
+
+def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: float,
+                 split_fractions: list[float], audio_dir: str, workers: int = 0):
+    """Render `n_clips` clips into `audio_dir` (replaced as a whole) and return their Manifest.
+
+    Works are tried in the seeded interleaved order; a score that cannot be used is skipped and the
+    next one taken, so the result is deterministic for a given seed and size. `workers=0` uses all cores.
+    """
+    if not isinstance(n_clips, int) or n_clips < 3:
+        raise MusictagError(f"{PARAM}.n_clips: need an integer >= 3, got {n_clips!r}")
+    if sample_rate_hz < 8000:
+        raise MusictagError(f"{PARAM}.sample_rate_hz: need >= 8000, got {sample_rate_hz}")
+    if clip_duration_s <= 0:
+        raise MusictagError(f"{PARAM}.clip_duration_s: need > 0, got {clip_duration_s}")
+    grouped_split(["a", "b", "c"], split_fractions, seed, PARAM)  # validate before any work
+    works = interleave_by_collection(list_works(), seed)
+    if n_clips > len(works):
+        raise MusictagError(f"{PARAM}.n_clips: at most {len(works)} works are available, got {n_clips}")
+
+    final_dir = resolve(audio_dir)
+    staging_dir = final_dir.with_name(final_dir.name + ".partial")
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    staging_dir.mkdir(parents=True)
+    workers = workers or os.cpu_count() or 1
+    rows, skipped = [], []
+    started = time.perf_counter()
+    jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(staging_dir)) for w in works)
+    with multiprocessing.get_context("fork").Pool(workers) as pool, \
+            tqdm(total=n_clips, unit="clip", desc="render corpus") as progress:
+        for result in pool.imap(_render_star, jobs, chunksize=2):
+            if isinstance(result, str):
+                skipped.append(result)
+                if len(skipped) > max(50, len(rows)):
+                    raise MusictagError(f"corpus: {len(skipped)} of the first scores were unusable, e.g. {skipped[0]}")
+                continue
+            rows.append(result)
+            progress.update()
+            if len(rows) == n_clips:
+                pool.terminate()
+                break
+    elapsed_s = time.perf_counter() - started
+    print(f"rendered {len(rows)} clips in {elapsed_s:.1f} s ({len(rows) / elapsed_s:.1f} clips/s, "
+          f"{workers} workers); skipped {len(skipped)} unusable scores")
+
+    kept = {r["file"] for r in rows}
+    for leftover in staging_dir.iterdir():  # clips rendered by workers after the quota was met
+        if leftover.name not in kept:
+            leftover.unlink()
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.replace(staging_dir, final_dir)
+
+    frame = pd.DataFrame(rows)
+    frame["audio_path"] = [str(Path(audio_dir) / f) for f in frame["file"]]
+    frame["split"] = grouped_split(list(frame["group"]), split_fractions, seed, PARAM)
+    targets = np.array([[t in set(tags) for t in TAG_NAMES] for tags in frame["tags"]], dtype=np.uint8)
+    return Manifest(frame, list(TAG_NAMES), targets)

@@ -1,0 +1,27 @@
+"""Stage `dataset`: run the adapter named by `data.source` and write the canonical manifest.
+
+For the embedded default this renders the corpus into data/corpus; for a real dataset it reads the
+dataset's tag and split files (its audio stays where it is and data/corpus stays empty).
+"""
+import json
+
+from musictag.datasets import build_manifest
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params, resolve
+
+
+def main() -> None:
+    data = load_params("data")
+    source = data.get("source")
+    corpus_dir = resolve(data["embedded"]["audio_dir"])
+    manifest = build_manifest(source, data.get(source, {}))
+    corpus_dir.mkdir(parents=True, exist_ok=True)  # an (empty) output even for external datasets
+    manifest.write(DATA_DIR / "manifest.csv")
+    METRICS_DIR.mkdir(exist_ok=True)
+    summary = {"source": source, **manifest.summary()}
+    (METRICS_DIR / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"manifest: {summary['n_clips']} clips, {summary['n_tags']} tags, splits {summary['clips_per_split']}")
+
+
+if __name__ == "__main__":
+    run_main(main)
