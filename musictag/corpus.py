@@ -129,8 +129,8 @@ def list_works() -> list[Work]:
     bundle = corpus.corpora.CoreCorpus().metadataBundle
     entries = [e for e in bundle[:] if e.metadata is not None]  # one slice: iterating it is quadratic
     numbered_files = {str(e.sourcePath) for e in entries if e.number is not None}
-    works = []
-    for entry in entries:
+    works, seen_ids = [], set()
+    for entry in sorted(entries, key=lambda e: (str(e.sourcePath), int(e.number or 0))):
         source_path = str(entry.sourcePath)
         collection = source_path.split("/")[0]
         if collection not in COLLECTIONS or not SCORE_SUFFIX.search(source_path):
@@ -140,6 +140,9 @@ def list_works() -> list[Work]:
         number = int(entry.number) if entry.number is not None else None
         stem = SCORE_SUFFIX.sub("", source_path)
         clip_id = re.sub(r"[^A-Za-z0-9]+", "-", stem + (f"-{number}" if number is not None else "")).strip("-")
+        if clip_id in seen_ids:  # the same score in a second format (.krn beside .mxl)
+            continue
+        seen_ids.add(clip_id)
         md = entry.metadata
         title = md.title or md.movementName or Path(source_path).stem
         title = SCORE_SUFFIX.sub("", str(title))  # movementName is often the file name
@@ -193,16 +196,31 @@ def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
 
 
 def score_notes(score) -> np.ndarray:
-    """Every sounding note of a music21 score as rows (onset_ql, duration_ql, midi_pitch, part)."""
-    rows = []
+    """Every sounding note of a music21 score as rows (onset_ql, duration_ql, midi_pitch, part).
+
+    Tied notes sound once: a tie's continuation extends the open note of that pitch (music21's
+    stripTies does the same but is quadratic on long movements).
+    """
+    rows: list[list[float]] = []
     for part_index, part in enumerate(score.parts):
-        part.stripTies(inPlace=True)  # a tied note sounds once; in place avoids a deep copy
+        open_rows: dict[int, int] = {}  # midi pitch -> row of the tied note still sounding
         for element in part.flatten().notes:
             duration_ql = float(element.duration.quarterLength)
             if duration_ql <= 0:  # grace notes
                 continue
+            onset_ql = float(element.offset)
             for pitch in element.pitches:
-                rows.append((float(element.offset), duration_ql, pitch.midi, part_index))
+                tie = element.getTie(pitch) if element.isChord else element.tie
+                tie_type = tie.type if tie is not None else None
+                if tie_type in ("continue", "stop") and pitch.midi in open_rows:
+                    row = rows[open_rows[pitch.midi]]
+                    row[1] = onset_ql + duration_ql - row[0]
+                    if tie_type == "stop":
+                        del open_rows[pitch.midi]
+                    continue
+                rows.append([onset_ql, duration_ql, pitch.midi, part_index])
+                if tie_type == "start":
+                    open_rows[pitch.midi] = len(rows) - 1
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
@@ -390,6 +408,17 @@ def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: flo
     artist = COLLECTIONS[work.collection].artist or work.composer or work.collection
     return {"id": work.clip_id, "file": path.name, "artist": artist, "title": work.title,
             "group": work.group, "tags": sorted(tags)}
+
+
+def audio_report(audio_paths: list[Path]) -> dict:
+    """Read every clip back: shortest and longest duration and the quietest clip's RMS level."""
+    durations_s, rms_dbfs = [], []
+    for path in audio_paths:
+        audio, sample_rate_hz = soundfile.read(path, dtype="float32")
+        durations_s.append(len(audio) / sample_rate_hz)
+        rms_dbfs.append(20 * np.log10(max(float(np.sqrt(np.mean(audio**2))), 1e-12)))
+    return {"min_duration_s": round(min(durations_s), 4), "max_duration_s": round(max(durations_s), 4),
+            "min_rms_dbfs": round(min(rms_dbfs), 1)}
 
 
 def _render_star(args):

@@ -1,7 +1,8 @@
 """Stage `dataset`: run the adapter named by `data.source` and write the canonical manifest.
 
-For the embedded default this renders the corpus into data/corpus; for a real dataset it reads the
-dataset's tag and split files (its audio stays where it is and data/corpus stays empty).
+For the embedded default this renders the corpus into data/corpus and checks every clip's length and
+level; for a real dataset it reads the dataset's tag and split files (its audio stays where it is
+and data/corpus stays empty).
 """
 import json
 
@@ -17,8 +18,12 @@ def main() -> None:
     manifest = build_manifest(source, data.get(source, {}))
     corpus_dir.mkdir(parents=True, exist_ok=True)  # an (empty) output even for external datasets
     manifest.write(DATA_DIR / "manifest.csv")
-    METRICS_DIR.mkdir(exist_ok=True)
     summary = {"source": source, **manifest.summary()}
+    if source == "embedded":
+        from musictag.corpus import audio_report
+
+        summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
+    METRICS_DIR.mkdir(exist_ok=True)
     (METRICS_DIR / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"manifest: {summary['n_clips']} clips, {summary['n_tags']} tags, splits {summary['clips_per_split']}")
 
