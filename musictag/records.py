@@ -1,0 +1,313 @@
+"""TFRecord shards of the spectrogram store, and the tf.data pipeline that feeds training from them.
+
+Records are read sequentially only, so shuffling happens twice (dissertation 3.1.3): once when
+writing, a seeded permutation of each split spread over shards of at most `examples_per_shard`,
+so every shard is a random sample of its split; then while reading, the shard order is shuffled
+every epoch and examples from several shards are interleaved into a shuffle buffer.
+
+One tf.train.Example per clip, three bytes features:
+  id           the clip id, UTF-8
+  spectrogram  the log-mel, raw little-endian float16 (or float32), row-major (n_mels, n_frames)
+  target       the manifest's 0/1 tag row, one uint8 per tag (n_tags,)
+`index.json` beside the shards lists them with their example counts, so training never counts records.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from musictag.datasets import SPLITS, Manifest, _first_line
+from musictag.errors import MusictagError
+
+INDEX_NAME = "index.json"
+COMPRESSIONS = ("", "GZIP", "ZLIB")
+SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
+OPEN_CHUNKS = 64  # memory maps kept open at once: MSD's store has ~1000 chunks, each map holds a file descriptor
+FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24
+
+
+def _read_json(path: Path, what: str, hint: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MusictagError(f"{path}: {what} not found ({hint})") from None
+    except (OSError, ValueError) as err:
+        raise MusictagError(f"{path}: cannot read {what} ({_first_line(err)})") from None
+
+
+class _Store:
+    """The spectrogram store, one clip at a time from memory-mapped chunks, so no split is held in RAM."""
+
+    def __init__(self, store_dir):
+        self.dir = Path(store_dir)
+        path = self.dir / INDEX_NAME
+        index = _read_json(path, "spectrogram index", "run `dvc repro spectrograms`")
+        try:
+            self.shape = tuple(int(n) for n in index["shape"])
+            self.location = {id_: (chunk["file"], row) for chunk in index["chunks"]
+                             for row, id_ in enumerate(chunk["ids"])}
+            self.n_rows = {chunk["file"]: len(chunk["ids"]) for chunk in index["chunks"]}
+        except (KeyError, TypeError, ValueError) as err:
+            raise MusictagError(f"{path}: not a spectrogram index (bad or missing {_first_line(err)})") from None
+        self.front_end = index.get("front_end", {})
+        self._chunk = functools.lru_cache(maxsize=OPEN_CHUNKS)(self._open_chunk)
+
+    def _open_chunk(self, name: str) -> np.ndarray:
+        path = self.dir / name
+        try:
+            chunk = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise MusictagError(f"{path}: cannot read spectrogram chunk ({_first_line(err)})") from None
+        expected = (self.n_rows[name],) + self.shape
+        if chunk.dtype != np.float32 or chunk.shape != expected:
+            raise MusictagError(f"{path}: expected float32 of shape {expected}, got {chunk.dtype} {chunk.shape}")
+        return chunk
+
+    def __contains__(self, id_: str) -> bool:
+        return id_ in self.location
+
+    def __getitem__(self, id_: str) -> np.ndarray:
+        """The float32 log-mel of one clip, (n_mels, n_frames), copied out of its chunk's memory map."""
+        name, row = self.location[id_]
+        return np.array(self._chunk(name)[row])
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+def _check_write_params(examples_per_shard, compression, spectrogram_dtype, seed) -> None:
+    """Each bad value becomes one line naming its `shards.<param>` key, before anything touches the disk."""
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not is_int(examples_per_shard) or examples_per_shard < 1:
+        raise MusictagError(f"shards.examples_per_shard: need an integer >= 1, got {examples_per_shard!r}")
+    if compression not in COMPRESSIONS:
+        raise MusictagError(f"shards.compression: got {compression!r}; use one of {list(COMPRESSIONS)}")
+    if spectrogram_dtype not in SPECTROGRAM_DTYPES:
+        raise MusictagError(f"shards.spectrogram_dtype: got {spectrogram_dtype!r}; "
+                            f"use one of {list(SPECTROGRAM_DTYPES)}")
+    if not is_int(seed):
+        raise MusictagError(f"shards.seed: need an integer, got {seed!r}")
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _example(id_: str, spectrogram: np.ndarray, target: np.ndarray, dtype: np.dtype) -> bytes:
+    """One serialized Example. Targets are uint8 bytes rather than an int64 list: both parse at ~1.8 us per
+    example in a batch of 256 (50 tags, 68 bytes either way, as 0/1 varints take a byte each), so the
+    tie goes to the same decode_raw path as the spectrogram."""
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the clip
+        encoded = spectrogram.astype(dtype)
+    if np.isinf(encoded).sum() != np.isinf(spectrogram).sum():
+        raise MusictagError(f"shards.spectrogram_dtype: clip '{id_}' has values beyond {dtype.name}'s range "
+                            f"(|x| > {np.finfo(dtype).max:g}); use float32")
+    return tf.train.Example(features=tf.train.Features(feature={
+        "id": _bytes_feature(id_.encode()),
+        "spectrogram": _bytes_feature(encoded.tobytes()),
+        "target": _bytes_feature(target.tobytes()),
+    })).SerializeToString()
+
+
+def _shuffled_split(manifest: Manifest, split: str, store: _Store, seed: int) -> tuple[list[str], np.ndarray, int]:
+    """(ids, targets (n, n_tags) uint8, n_skipped): the split's clips in the store, in a seeded random order.
+    Clips missing from the store were rejected upstream; they are skipped and counted."""
+    clips = manifest.split(split)
+    present = np.array([id_ in store for id_ in clips.clips["id"]], dtype=bool)
+    order = np.random.default_rng(seed).permutation(int(present.sum()))
+    ids = clips.clips["id"].to_numpy()[present][order]
+    return ids.tolist(), clips.targets[present][order], int((~present).sum())
+
+
+def _write_split(split, ids, targets, store, out_dir, examples_per_shard, options, dtype, progress) -> list[dict]:
+    """Write one split's shards into `out_dir`, each under a temporary name until it is complete.
+    Shards are balanced (sizes differ by at most one) so no interleaved reader runs dry early."""
+    if not ids:
+        return []  # an empty split gets no shard at all, so reading it fails clearly rather than yield nothing
+    n_shards = math.ceil(len(ids) / examples_per_shard)
+    shards = []
+    for k, rows in enumerate(np.array_split(np.arange(len(ids)), n_shards)):
+        path = out_dir / f"{split}-{k:05d}-of-{n_shards:05d}.tfrecord"
+        tmp = path.with_name(path.name + ".tmp")
+        with tf.io.TFRecordWriter(str(tmp), options) as writer:
+            for row in rows:
+                writer.write(_example(ids[row], store[ids[row]], targets[row], dtype))
+                progress.update()
+        os.replace(tmp, path)
+        shards.append({"file": path.name, "n_examples": len(rows), "bytes": path.stat().st_size})
+    return shards
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`. rename(2) cannot replace a non-empty directory, so the old one steps aside,
+    comes back if the move fails, and is deleted only once `new` is in place."""
+    previous = target.with_name(target.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        os.replace(target, previous)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if previous.exists():
+            os.replace(previous, target)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int = 16384,
+                 compression: str = "GZIP", spectrogram_dtype: str = "float16", seed: int = 2018) -> dict:
+    """Write train/valid/test TFRecord shards of the store's spectrograms to `out_dir`; return its index.
+
+    Each split is shuffled with `np.random.default_rng(seed)` before sharding, so examples are mixed across
+    shards. Everything is written into `out_dir.partial` and moved to `out_dir` only when complete: an
+    interruption or a write error (disk full) leaves any previous `out_dir` as it was.
+    """
+    _check_write_params(examples_per_shard, compression, spectrogram_dtype, seed)
+    store = _Store(store_dir)
+    plans = {split: _shuffled_split(manifest, split, store, seed) for split in SPLITS}
+    n_examples = sum(len(ids) for ids, _, _ in plans.values())
+    if n_examples == 0:
+        raise MusictagError(f"{store.dir}: holds none of the manifest's {len(manifest)} clips")
+    out_dir = Path(out_dir)
+    partial_dir = out_dir.with_name(out_dir.name + ".partial")
+    dtype = np.dtype(spectrogram_dtype).newbyteorder("<")
+    options = tf.io.TFRecordOptions(compression_type=compression)
+    shutil.rmtree(partial_dir, ignore_errors=True)  # debris of an interrupted run is never reused
+    try:
+        partial_dir.mkdir(parents=True)
+        splits = {}
+        with tqdm(total=n_examples, unit="example", desc="shards") as progress:
+            for split, (ids, targets, n_skipped) in plans.items():
+                shards = _write_split(split, ids, targets, store, partial_dir, examples_per_shard,
+                                      options, dtype, progress)
+                n_bytes = sum(shard["bytes"] for shard in shards)
+                splits[split] = {"n_examples": len(ids), "n_skipped": n_skipped, "bytes": n_bytes,
+                                 "bytes_per_example": round(n_bytes / len(ids), 1) if ids else None,
+                                 "shards": shards}
+        index = {
+            "spectrogram_shape": list(store.shape),
+            "spectrogram_dtype": spectrogram_dtype,
+            "compression": compression,
+            "seed": seed,
+            "examples_per_shard": examples_per_shard,
+            "n_examples": n_examples,
+            "n_skipped": sum(split["n_skipped"] for split in splits.values()),
+            "tag_names": list(manifest.tag_names),
+            "front_end": store.front_end,
+            "splits": splits,
+        }
+        (partial_dir / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
+        _replace_dir(partial_dir, out_dir)
+    except (OSError, tf.errors.OpError) as err:
+        raise MusictagError(f"{out_dir}: cannot write shards ({_first_line(err)}); "
+                            "any previous shards there are unchanged") from None
+    finally:
+        shutil.rmtree(partial_dir, ignore_errors=True)
+    return index
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+
+def read_index(shards_dir) -> dict:
+    """The index write_shards left beside the shards: shard files, counts, tag names, spectrogram layout."""
+    return _read_json(Path(shards_dir) / INDEX_NAME, "shard index", "run `dvc repro shards`")
+
+
+def _split_entry(index: dict, split: str, where) -> dict:
+    if split not in index["splits"]:
+        raise MusictagError(f"{where}: no split '{split}'; the shards hold {', '.join(index['splits'])}")
+    entry = index["splits"][split]
+    if entry["n_examples"] == 0:
+        raise MusictagError(f"{where}: split '{split}' has no examples")
+    return entry
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MusictagError(f"{name}: need an integer >= 1, got {value!r}")
+
+
+def steps_per_epoch(index: dict, split: str, batch_size: int) -> int:
+    """Batches in one pass over `split`, the last one possibly short (make_dataset keeps it)."""
+    _check_positive("batch_size", batch_size)
+    return math.ceil(_split_entry(index, split, "shard index")["n_examples"] / batch_size)
+
+
+def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 1024,
+                 seed: int | None = None, repeat: bool = False, with_ids: bool = False,
+                 num_parallel_reads: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """Batches of (spectrogram float32 (batch, n_mels, n_frames, 1), target float32 (batch, n_tags)),
+    plus ids (batch,) bytes if `with_ids`. Every epoch holds each example once and ends with a short batch.
+
+    All in the TensorFlow graph: shard files read `num_parallel_reads` at a time and interleaved; with
+    `shuffle`, shard order and a `shuffle_buffer` of examples reshuffled every epoch (seeded); whole batches
+    parsed at once. The interleaved order depends on `num_parallel_reads`, so for the same order on another
+    machine pass a number, not AUTOTUNE (which follows the core count).
+    """
+    _check_positive("batch_size", batch_size)
+    _check_positive("shuffle_buffer", shuffle_buffer)
+    shards_dir = Path(shards_dir)
+    index = read_index(shards_dir)
+    entry = _split_entry(index, split, shards_dir)
+    n_mels, n_frames = index["spectrogram_shape"]
+    n_tags = len(index["tag_names"])
+    dtype = SPECTROGRAM_DTYPES[index["spectrogram_dtype"]]
+    features = {name: tf.io.FixedLenFeature([], tf.string) for name in ("id", "spectrogram", "target")}
+
+    def parse(serialized):
+        """(batch,) serialized Examples -> the model's tensors, one op per feature for the whole batch."""
+        parsed = tf.io.parse_example(serialized, features)
+        spectrogram = tf.cast(tf.io.decode_raw(parsed["spectrogram"], dtype, little_endian=True), tf.float32)
+        target = tf.cast(tf.io.decode_raw(parsed["target"], tf.uint8), tf.float32)
+        batch = (tf.reshape(spectrogram, [-1, n_mels, n_frames, 1]), tf.reshape(target, [-1, n_tags]))
+        return batch + (parsed["id"],) if with_ids else batch
+
+    files = tf.data.Dataset.from_tensor_slices([str(shards_dir / shard["file"]) for shard in entry["shards"]])
+    if shuffle:
+        files = files.shuffle(len(entry["shards"]), seed=seed, reshuffle_each_iteration=True)
+    records = tf.data.TFRecordDataset(files, compression_type=index["compression"],
+                                      num_parallel_reads=num_parallel_reads)
+    if shuffle:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = records.batch(batch_size, drop_remainder=False).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat:  # after batching, so epochs stay whole and steps_per_epoch batches are exactly one epoch
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def roundtrip_error(store_dir, shards_dir, split: str = "test") -> dict:
+    """How far the shards of `split` are from the float32 store: max absolute error, max relative error
+    (over values in float16's normal range, |x| >= 6.1e-5; below it max_abs covers the subnormal spacing)
+    and whether every value is within float16 precision, i.e. |decoded - x| <= |float16(x) - x|."""
+    store = _Store(store_dir)
+    expected = _split_entry(read_index(shards_dir), split, shards_dir)["n_examples"]
+    max_abs = max_rel = 0.0
+    within = True
+    seen: set[str] = set()
+    for spectrograms, _, ids in make_dataset(shards_dir, split, 64, with_ids=True).as_numpy_iterator():
+        for id_, decoded in zip(ids, spectrograms[..., 0]):
+            id_ = id_.decode()
+            if id_ in seen or id_ not in store:
+                raise MusictagError(f"{shards_dir}: clip '{id_}' is repeated in the shards or missing from {store.dir}")
+            seen.add(id_)
+            original = store[id_]
+            error = np.abs(decoded - original)
+            normal = np.abs(original) >= FLOAT16_SMALLEST_NORMAL
+            max_abs = max(max_abs, float(error.max()))
+            max_rel = max(max_rel, float((error[normal] / np.abs(original[normal])).max(initial=0.0)))
+            within &= bool((error <= np.abs(original.astype(np.float16).astype(np.float32) - original)).all())
+    if len(seen) != expected:
+        raise MusictagError(f"{shards_dir}: split '{split}' holds {len(seen)} examples but its index says {expected}")
+    return {"split": split, "n_examples": len(seen), "max_abs_error": max_abs, "max_rel_error": max_rel,
+            "within_float16_precision": within}
