@@ -1,0 +1,40 @@
+"""Drop the clips whose audio cannot be used, keeping a reason for each (the `clean` stage)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from musictag.audio import REJECT_REASONS, check_many
+from musictag.datasets import SPLITS, Manifest
+from musictag.paths import resolve
+
+
+def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min_duration_s: float,
+                   silence_dbfs: float, workers: int = 0) -> dict:
+    """Check every clip's audio; write the usable clips' manifest and a CSV of rejects.
+
+    Returns the counts for metrics: kept, rejected, rejected per split and per reason.
+    """
+    manifest = Manifest.read(manifest_path)
+    checks = check_many([resolve(p) for p in manifest.clips["audio_path"]], workers=workers,
+                        min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
+    usable = [c.ok for c in checks]
+    kept = Manifest(manifest.clips[usable], manifest.tag_names, manifest.targets[usable])
+    kept.write(kept_path)
+
+    rejects = manifest.clips.loc[[not ok for ok in usable], ["id", "split", "audio_path"]].copy()
+    rejects["reason"] = [c.reason for c in checks if not c.ok]
+    rejects["detail"] = [c.detail for c in checks if not c.ok]
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = rejects_path.with_name(rejects_path.name + ".tmp")
+    rejects.to_csv(tmp, index=False)
+    os.replace(tmp, rejects_path)
+    return {
+        "checked": len(manifest),
+        "kept": len(kept),
+        "rejected": len(rejects),
+        "rejected_per_split": {s: int((rejects["split"] == s).sum()) for s in SPLITS},
+        "rejected_per_reason": {r: int((rejects["reason"] == r).sum()) for r in REJECT_REASONS},
+    }

@@ -1,0 +1,28 @@
+"""Stage `clean`: decode every audio file of the manifest once and drop what cannot be used.
+
+Writes the manifest of usable clips, a CSV of rejects with their reasons, and per-split counts
+(the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
+"""
+import json
+
+from musictag.cleaning import clean_manifest
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+
+
+def main() -> None:
+    params = load_params("clean")
+    summary = clean_manifest(
+        manifest_path=DATA_DIR / "manifest.csv",
+        kept_path=DATA_DIR / "clean.csv",
+        rejects_path=METRICS_DIR / "rejects.csv",
+        min_duration_s=params["min_duration_s"],
+        silence_dbfs=params["silence_dbfs"],
+        workers=params["workers"],
+    )
+    (METRICS_DIR / "clean.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")
+
+
+if __name__ == "__main__":
+    run_main(main)

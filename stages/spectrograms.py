@@ -1,0 +1,27 @@
+"""Stage `spectrograms`: the seed's Algorithm 1 log-mel for every usable clip, in a few large files."""
+import json
+
+from musictag.datasets import Manifest
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, load_params, resolve
+from musictag.spectrograms import extract
+
+
+def main() -> None:
+    params = load_params("spectrograms")
+    manifest = Manifest.read(DATA_DIR / "clean.csv")
+    summary = extract(
+        ids=list(manifest.clips["id"]),
+        audio_paths=[str(resolve(p)) for p in manifest.clips["audio_path"]],  # workers may run elsewhere
+        out_dir=DATA_DIR / "spectrograms",
+        front_end=params["front_end"],
+        chunk_size=params["chunk_size"],
+        executor=params["executor"],
+        workers=params["workers"],
+        scheduler_address=params["scheduler_address"],
+    )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    run_main(main)

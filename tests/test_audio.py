@@ -1,0 +1,275 @@
+"""musictag.audio: every kind of bad file built for real, and the front end against plain librosa."""
+import os
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musictag import audio
+from musictag.errors import MusictagError
+
+WINDOW_SAMPLES = 349_440  # 29.12 s at 12 kHz
+CAN_WRITE_MP3 = "MP3" in sf.available_formats()
+
+
+def music(duration_s: float, sample_rate_hz: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A gliding A-minor chord with a bright partial and noise, float32 of shape (n, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(duration_s * sample_rate_hz)) / sample_rate_hz
+    glide = 1 + 0.002 * np.sin(2 * np.pi * 0.3 * t)
+    chord = sum(0.15 * np.sin(2 * np.pi * f * t * glide) for f in (220.0, 261.6, 329.6, 1760.0))
+    channels_ = [chord * (1 - 0.2 * c) + 0.02 * rng.standard_normal(len(t)) for c in range(channels)]
+    return np.stack(channels_, axis=1).astype(np.float32)
+
+
+def write(path, duration_s=3.0, sample_rate_hz=22050, channels=1, **options):
+    sf.write(path, music(duration_s, sample_rate_hz, channels), sample_rate_hz, **options)
+    return path
+
+
+def algorithm1_reference(path) -> np.ndarray:
+    """Algorithm 1 as the dissertation wrote it, straight librosa calls on the whole file."""
+    y, _ = librosa.load(path, sr=12000)
+    if len(y) < WINDOW_SAMPLES:
+        y = librosa.util.fix_length(y, size=WINDOW_SAMPLES)
+    else:
+        offset = (len(y) - WINDOW_SAMPLES) // 2
+        y = y[offset:offset + WINDOW_SAMPLES]
+    S = librosa.feature.melspectrogram(y=y, sr=12000, n_fft=512, hop_length=256, n_mels=96)
+    return librosa.power_to_db(S**2, ref=1.0)
+
+
+def full_decode_window(path, sample_rate_hz=12000, n_samples=WINDOW_SAMPLES) -> np.ndarray:
+    """librosa.load of the whole file, cropped to the middle: what load_window must equal."""
+    y, _ = librosa.load(path, sr=sample_rate_hz)
+    offset = (len(y) - n_samples) // 2
+    return y[offset:offset + n_samples]
+
+
+# --- check_audio: bad files ------------------------------------------------------------------------------
+
+def cut(path, keep_fraction):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep_fraction)])
+    return path
+
+
+def build_directory(tmp_path):
+    (tmp_path / "song.wav").mkdir()
+    return tmp_path / "song.wav"
+
+
+def build_nan_wav(tmp_path):
+    samples = music(3, 22050)
+    samples[1000:1010] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 22050, subtype="FLOAT")
+    return tmp_path / "nan.wav"
+
+
+def build_bytes(name, data):
+    def build(tmp_path):
+        (tmp_path / name).write_bytes(data)
+        return tmp_path / name
+    return build
+
+
+def build_silent(tmp_path):
+    """Digital silence behind a valid PCM header (so not 'zeroed')."""
+    sf.write(tmp_path / "silent.wav", np.zeros(66150), 22050, subtype="PCM_16")
+    return tmp_path / "silent.wav"
+
+
+needs_mp3 = pytest.mark.skipif(not CAN_WRITE_MP3, reason="libsndfile without MP3")
+BAD_FILES = [  # (build in tmp_path, expected reason)
+    pytest.param(lambda tmp_path: tmp_path / "nowhere.wav", "missing", id="missing"),
+    pytest.param(build_directory, "not a file", id="directory"),
+    pytest.param(build_bytes("empty.wav", b""), "empty", id="zero bytes"),
+    pytest.param(build_bytes("zeros.wav", bytes(4096)), "zeroed", id="4096 zero bytes"),
+    pytest.param(build_bytes("garbage.mp3", b"not audio " + np.random.default_rng(1).bytes(20000)),
+                 "wrong header", id="random bytes as .mp3"),
+    pytest.param(lambda tmp_path: write(tmp_path / "song.wav", format="FLAC"), "wrong header", id="FLAC named .wav"),
+    pytest.param(lambda tmp_path: write(tmp_path / "song.mp3", format="WAV"), "wrong header", id="WAV named .mp3"),
+    pytest.param(build_bytes("junk.flac", b"fLaC" + np.random.default_rng(2).bytes(20000)), "undecodable",
+                 id="FLAC magic then junk"),
+    pytest.param(lambda tmp_path: cut(write(tmp_path / "half.flac"), 0.5), "truncated", id="FLAC cut in half"),
+    pytest.param(lambda tmp_path: cut(write(tmp_path / "cut.wav", subtype="PCM_16"), 0.6), "truncated",
+                 id="WAV cut to 60%"),
+    pytest.param(lambda tmp_path: cut(write(tmp_path / "half.mp3"), 0.5), "truncated", id="MP3 cut in half",
+                 marks=needs_mp3),
+    pytest.param(lambda tmp_path: write(tmp_path / "short.wav", duration_s=0.2), "too short", id="0.2 s"),
+    pytest.param(build_silent, "silent", id="digital silence"),
+    pytest.param(build_nan_wav, "nan or inf samples", id="NaN in float WAV"),
+]
+
+
+@pytest.mark.parametrize("build, reason", BAD_FILES)
+def test_bad_file_gets_its_reason(tmp_path, build, reason):
+    result = audio.check_audio(build(tmp_path))
+    assert result.reason == reason, result
+    assert not result.ok
+
+
+def test_every_reason_is_built_by_a_test():
+    built = {param.values[1] for param in BAD_FILES} | {"unreadable"}  # unreadable: tests below
+    assert built == set(audio.REJECT_REASONS)
+
+
+def test_unreadable_file(tmp_path):
+    path = write(tmp_path / "locked.wav")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: chmod 000 does not stop root reading (see the simulated test)")
+        assert audio.check_audio(path).reason == "unreadable"
+    finally:
+        path.chmod(0o644)
+
+
+def test_unreadable_file_simulated(tmp_path, monkeypatch):
+    """What open() raises for chmod 000 as a normal user, so the mapping is tested even as root."""
+    path = write(tmp_path / "locked.wav")
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(audio, "open", denied, raising=False)  # shadows the builtin in that module only
+    result = audio.check_audio(path)
+    assert (result.reason, result.detail) == ("unreadable", f"[Errno 13] Permission denied: '{path}'")
+
+
+def test_unexpected_decoder_failure_is_undecodable_not_raised(tmp_path, monkeypatch):
+    path = write(tmp_path / "song.flac")
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("decoder bug")
+
+    monkeypatch.setattr(sf, "SoundFile", broken)
+    result = audio.check_audio(path)
+    assert result.reason == "undecodable" and "ZeroDivisionError" in result.detail
+
+
+def test_truncation_detail_names_the_shortfall(tmp_path):
+    result = audio.check_audio(cut(write(tmp_path / "half.flac"), 0.5))
+    assert result.detail.startswith("decoded ") and " of 66150 frames" in result.detail
+
+
+# --- check_audio: good files --------------------------------------------------------------------------
+
+GOOD_FILES = [  # (name, writer options, sample rate, channels)
+    ("stereo.wav", dict(subtype="PCM_24"), 96000, 2),
+    ("mono.flac", dict(subtype="PCM_16"), 22050, 1),
+    ("song.ogg", dict(subtype="VORBIS"), 44100, 2),  # short: libvorbis overflows its stack on long writes
+    pytest.param("song.mp3", dict(), 44100, 1, marks=needs_mp3),
+]
+
+
+@pytest.mark.parametrize("name, options, sample_rate_hz, channels", GOOD_FILES)
+def test_good_file_is_kept(tmp_path, name, options, sample_rate_hz, channels):
+    result = audio.check_audio(write(tmp_path / name, 3.0, sample_rate_hz, channels, **options))
+    assert result.ok, result
+    assert (result.sample_rate_hz, result.channels) == (sample_rate_hz, channels)
+    assert result.duration_s == pytest.approx(3.0, abs=0.01)
+
+
+def test_thresholds_are_parameters(tmp_path):
+    path = write(tmp_path / "song.flac", duration_s=3.0)
+    assert audio.check_audio(path, min_duration_s=5.0).reason == "too short"
+    assert audio.check_audio(path, silence_dbfs=0.0).reason == "silent"  # the chord's RMS is about -14 dBFS
+
+
+def test_check_many_keeps_input_order(tmp_path):
+    paths = [write(tmp_path / "a.flac"), tmp_path / "missing.wav", write(tmp_path / "b.wav", duration_s=0.2),
+             build_bytes("zeros.wav", bytes(512))(tmp_path), write(tmp_path / "c.flac")] * 3
+    results = audio.check_many(paths, workers=2)
+    assert [r.reason for r in results] == [None, "missing", "too short", "zeroed", None] * 3
+
+
+# --- the front end against plain librosa ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    """A 40 s stereo FLAC (the middle is cropped) and a 10 s one (zero-padded), at 22.05 kHz."""
+    folder = tmp_path_factory.mktemp("songs")
+    return {d: write(folder / f"song{d}.flac", d, 22050, 2, subtype="PCM_16") for d in (40, 10)}
+
+
+@pytest.mark.parametrize("duration_s", [40, 10])
+def test_spectrogram_matches_librosa_algorithm1(songs, duration_s):
+    expected = algorithm1_reference(songs[duration_s])
+    got = audio.spectrogram_of(songs[duration_s])
+    assert got.shape == (96, 1366) and got.dtype == np.float32
+    # 0.01 dB: our STFT runs in float32 (librosa's in float64), the mel product is sparse, and only the
+    # window is resampled (samples agree to 4e-7). The worst bin, just above the 80 dB floor, is off by
+    # ~2e-4 dB; 0.01 dB would still catch a one-sample shift (>1 dB) or a missed squaring (40 dB).
+    assert np.abs(got - expected).max() <= 0.01
+    if duration_s == 10:  # zero padding at the end sits on the top_db floor
+        assert np.all(got[:, 480:] == got.min()) and got.min() == pytest.approx(got.max() - 80, abs=1e-3)
+
+
+@pytest.mark.parametrize("square_power", [True, False])
+def test_log_mel_matches_librosa_on_the_same_samples(square_power):
+    y = music(29.12, 12000)[:, 0]
+    S = librosa.feature.melspectrogram(y=y, sr=12000, n_fft=512, hop_length=256, n_mels=96)
+    expected = librosa.power_to_db(S**2 if square_power else S, ref=1.0)
+    got = audio.log_mel(y, square_power=square_power)
+    assert got.shape == (96, 1366)
+    assert np.abs(got - expected).max() <= 0.01  # see test_spectrogram_matches_librosa_algorithm1
+
+
+def test_front_end_params_reach_log_mel_and_load_window(songs):
+    assert audio.spectrogram_of(songs[10], n_mels=128, hop_length=512).shape == (128, 1 + WINDOW_SAMPLES // 512)
+    assert audio.spectrogram_of(songs[10], duration_s=5.0).shape == (96, 1 + 60000 // 256)
+
+
+def test_load_window_reads_only_the_window_of_a_long_track(tmp_path, monkeypatch):
+    path = write(tmp_path / "five_minutes.flac", 300.0, 22050, 1, subtype="PCM_16")
+    expected = full_decode_window(path)
+    frames_read = []
+    real_read = sf.SoundFile.read
+
+    def counting_read(self, *args, **kwargs):
+        data = real_read(self, *args, **kwargs)
+        frames_read.append(len(data))
+        return data
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    got = audio.load_window(path)
+    assert got.shape == (WINDOW_SAMPLES,) and got.dtype == np.float32
+    # 2e-6 (~-114 dBFS): soxr on a slice rounds differently from soxr on the whole (measured <= 4e-7)
+    assert np.abs(got - expected).max() <= 2e-6
+    # the window, the margins, and at most one 147-sample step of the 22.05/12 kHz grid each side
+    assert sum(frames_read) <= (29.12 + 2 * audio.RESAMPLER_MARGIN_S) * 22050 + 2 * 147
+    assert sum(frames_read) >= 29.12 * 22050
+
+
+@pytest.mark.parametrize("sample_rate_hz", [8000, 11025, 12000, 16000, 44100, 48000])
+def test_load_window_equals_full_decode_at_any_rate(tmp_path, sample_rate_hz):
+    path = write(tmp_path / "song.wav", 12.0, sample_rate_hz, 2, subtype="FLOAT")
+    got = audio.load_window(path, duration_s=5.0)
+    assert np.abs(got - full_decode_window(path, n_samples=60000)).max() <= 2e-6
+
+
+def test_audioread_fallback_gives_the_same_window(tmp_path, monkeypatch):
+    # audioread reads PCM WAV. At 45.3 s the read starts on frame 177282, where librosa's
+    # int(offset_s * sample_rate) gives 177281 unless the offset aims half a frame in.
+    path = write(tmp_path / "song.wav", 45.3, 22050, 2, subtype="PCM_16")
+    expected = audio.load_window(path)
+
+    class UnknownFormat(sf.SoundFile):  # what libsndfile does with a format it lacks (m4a, say)
+        def __init__(self, *args, **kwargs):
+            raise sf.SoundFileRuntimeError("Format not recognised.")
+
+        def __del__(self):
+            pass
+
+    monkeypatch.setattr(sf, "SoundFile", UnknownFormat)
+    assert np.abs(audio.load_window(path) - expected).max() <= 2e-6
+    result = audio.check_audio(path)
+    assert result.ok and (result.channels, result.sample_rate_hz) == (2, 22050)
+
+
+def test_load_window_names_an_undecodable_file(tmp_path):
+    path = build_bytes("junk.flac", b"fLaC" + bytes(range(256)) * 40)(tmp_path)
+    with pytest.raises(MusictagError, match="junk.flac: cannot decode audio"):
+        audio.load_window(path)

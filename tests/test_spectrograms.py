@@ -1,0 +1,97 @@
+"""Catalogue-wide log-mel extraction: few large files, resumable, identical on processes and Dask."""
+import numpy as np
+import pytest
+import soundfile
+
+from musictag.audio import spectrogram_of
+from musictag.errors import MusictagError
+from musictag.spectrograms import extract, iter_spectrograms, read_index
+
+FRONT_END = {"sample_rate_hz": 12000, "duration_s": 3.0, "n_fft": 512, "hop_length": 256, "n_mels": 96}
+
+
+@pytest.fixture
+def songs(tmp_path):
+    """Five short real-valued songs (tones plus noise) at 16 kHz, of different lengths."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, seconds in enumerate([4.0, 2.0, 5.0, 3.5, 6.0]):
+        t = np.arange(int(seconds * 16000)) / 16000
+        audio = 0.3 * np.sin(2 * np.pi * (220 * (i + 1)) * t) + 0.05 * rng.standard_normal(len(t))
+        path = tmp_path / f"song{i}.wav"
+        soundfile.write(path, audio.astype(np.float32), 16000)
+        paths.append(str(path))
+    return [f"s{i}" for i in range(len(paths))], paths
+
+
+def test_store_holds_each_song_in_few_files(tmp_path, songs):
+    ids, paths = songs
+    summary = extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+    index = read_index(tmp_path / "store")
+    assert summary["chunks"] == len(index["chunks"]) == 3
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == sorted(
+        [c["file"] for c in index["chunks"]] + ["index.json"])
+    stored = dict(iter_spectrograms(tmp_path / "store"))
+    assert list(stored) == ids
+    for song_id, path in zip(ids, paths):
+        assert stored[song_id].shape == (96, 141)
+        np.testing.assert_array_equal(stored[song_id], spectrogram_of(path, **FRONT_END))
+    assert not (tmp_path / "store.partial").exists()
+
+
+def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys):
+    ids, paths = songs
+    broken = list(paths)
+    broken[3] = str(tmp_path / "not-there.wav")  # chunk 1 fails, as if the run were killed there
+    with pytest.raises(Exception):
+        extract(ids, broken, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+    scratch = tmp_path / "store.partial"
+    finished = sorted(scratch.glob("chunk-*.npy"))
+    assert len(finished) == 1 and not list(scratch.glob("*.tmp"))
+    first_mtime = finished[0].stat().st_mtime_ns
+    assert not (tmp_path / "store").exists()  # nothing half-done is published
+
+    capsys.readouterr()
+    summary = extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+    assert summary["resumed_songs"] == 2
+    assert "resuming: 1 of 3 chunks" in capsys.readouterr().out
+    kept = tmp_path / "store" / finished[0].name
+    assert kept.stat().st_mtime_ns == first_mtime  # not recomputed
+    fresh = extract(ids, paths, tmp_path / "fresh", FRONT_END, chunk_size=2, workers=1)
+    assert fresh["resumed_songs"] == 0
+    for (a_id, a), (b_id, b) in zip(iter_spectrograms(tmp_path / "store"), iter_spectrograms(tmp_path / "fresh")):
+        assert a_id == b_id
+        np.testing.assert_array_equal(a, b)
+
+
+def test_changed_params_do_not_reuse_scratch_work(tmp_path, songs):
+    ids, paths = songs
+    (tmp_path / "store.partial").mkdir()
+    extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=1)
+    other = extract(ids, paths, tmp_path / "store", {**FRONT_END, "n_mels": 64}, chunk_size=2, workers=1)
+    assert other["resumed_songs"] == 0
+    assert next(iter_spectrograms(tmp_path / "store"))[1].shape == (64, 141)
+
+
+def test_dask_cluster_gives_byte_identical_store(tmp_path, songs):
+    distributed = pytest.importorskip("distributed")
+    ids, paths = songs
+    extract(ids, paths, tmp_path / "local", FRONT_END, chunk_size=2, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        extract(ids, paths, tmp_path / "dask", FRONT_END, chunk_size=2, executor="dask",
+                scheduler_address=cluster.scheduler_address)
+    local_files = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert local_files == sorted(p.name for p in (tmp_path / "dask").iterdir())
+    for name in local_files:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+
+
+def test_bad_params_name_the_param(tmp_path, songs):
+    ids, paths = songs
+    with pytest.raises(MusictagError, match="spectrograms.executor"):
+        extract(ids, paths, tmp_path / "s", FRONT_END, executor="spark")
+    with pytest.raises(MusictagError, match="spectrograms.chunk_size"):
+        extract(ids, paths, tmp_path / "s", FRONT_END, chunk_size=0)
+    with pytest.raises(MusictagError, match="spectrograms.scheduler_address"):
+        extract(ids, paths, tmp_path / "s", FRONT_END, executor="dask", scheduler_address="")
