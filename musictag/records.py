@@ -283,6 +283,8 @@ def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False,
     dataset = records.batch(batch_size, drop_remainder=False).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if repeat:  # after batching, so epochs stay whole and steps_per_epoch batches are exactly one epoch
         dataset = dataset.repeat()
+    else:  # a known length lets Keras end validation without an "input ran out of data" warning
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(index, split, batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

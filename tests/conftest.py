@@ -16,3 +16,42 @@ def tiny_corpus(tmp_path_factory):
     manifest = build_corpus(n_clips=8, seed=7, sample_rate_hz=16000, clip_duration_s=29.12,
                             split_fractions=[0.6, 0.2, 0.2], audio_dir=str(audio_dir), workers=2)
     return manifest, audio_dir
+
+
+def write_store(store_dir: Path, ids: list[str], seed: int = 0, shape=(96, 1366)) -> None:
+    """A spectrogram store (musictag.spectrograms layout) of log-mel-like random values, 16 songs a chunk."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    store_dir.mkdir(parents=True)
+    chunks = []
+    for start in range(0, len(ids), 16):
+        chunk_ids = ids[start:start + 16]
+        name = f"chunk-{start // 16:05d}.npy"
+        np.save(store_dir / name, rng.uniform(-80, 0, size=(len(chunk_ids), *shape)).astype(np.float32))
+        chunks.append({"file": name, "ids": chunk_ids})
+    (store_dir / "index.json").write_text(json.dumps({"shape": list(shape), "dtype": "float32",
+                                                       "front_end": {}, "chunks": chunks}))
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory):
+    """TFRecord shards of 32 train, 16 valid and 16 test examples with 5 random tags."""
+    import numpy as np
+    import pandas as pd
+
+    from musictag.datasets import Manifest
+    from musictag.records import write_shards
+
+    root = tmp_path_factory.mktemp("shards")
+    ids = [f"clip{i:03d}" for i in range(64)]
+    write_store(root / "store", ids)
+    clips = pd.DataFrame({"id": ids, "audio_path": [f"{i}.flac" for i in ids],
+                          "split": ["train"] * 32 + ["valid"] * 16 + ["test"] * 16,
+                          "artist": [f"a{i % 8}" for i in range(64)], "title": ids})
+    targets = np.random.default_rng(1).random((64, 5)) < 0.3
+    manifest = Manifest(clips, ["t0", "t1", "t2", "t3", "t4"], targets)
+    write_shards(root / "store", manifest, root / "shards", examples_per_shard=8, compression="", seed=3)
+    return root / "shards"

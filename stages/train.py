@@ -1,0 +1,26 @@
+"""Stage `train`: the architecture named by the `model` param, trained on the shards (`dvc exp run -S model=k1c2`)."""
+import json
+
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.training import train
+
+
+def main() -> None:
+    params = load_params()
+    model, options = params["model"], params["train"]
+    summary = train(
+        shards_dir=DATA_DIR / "shards",
+        out_dir=DATA_DIR / "model",
+        backup_dir=DATA_DIR / "train-backup",
+        live_dir=METRICS_DIR / "train",
+        model=model,
+        hyperparameters=(params.get("models") or {}).get(model) or {},
+        **options,
+    )
+    (METRICS_DIR / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    run_main(main)

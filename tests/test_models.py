@@ -1,0 +1,62 @@
+"""The architectures match the dissertation's tables 3.2-3.7 layer by layer."""
+import pytest
+
+from musictag.errors import MusictagError
+from musictag.models import MODELS, build_model
+
+# (layer name, output shape without batch, trainable parameters or None) from tables 3.2-3.7
+K2C1 = [("unit1_elu", (1, 1363, 152), None), ("unit1_conv", (1, 1363, 152), 58520),
+        ("unit2_conv", (1, 1360, 152), 92568), ("unit2_pool", (1, 340, 152), None),
+        ("unit3_conv", (1, 337, 152), 92568), ("unit3_pool", (1, 84, 152), None),
+        ("unit4_conv", (1, 81, 304), 185136), ("unit4_pool", (1, 20, 304), None),
+        ("unit5_conv", (1, 17, 304), 369968), ("unit5_pool", (1, 4, 304), None),
+        ("flatten", (1216,), None), ("dense1", (304,), 369968), ("dense2", (304,), 92720), ("output", (50,), 15250)]
+K1C2 = [("unit1_conv", (96, 1366, 47), 235), ("unit1_pool", (96, 341, 47), None),
+        ("unit2_conv", (96, 341, 47), 8883), ("unit2_pool", (96, 68, 47), None),
+        ("unit3_conv", (96, 68, 95), 17955), ("unit3_pool", (96, 8, 95), None),
+        ("unit4_conv", (96, 8, 95), 36195), ("unit4_pool", (96, 1, 95), None),
+        ("flatten", (9120,), None), ("dense1", (95,), 866495), ("dense2", (95,), 9120), ("output", (50,), 4800)]
+K2C2 = [("unit1_conv", (96, 1366, 67), 670), ("unit1_pool", (48, 341, 67), None),
+        ("unit2_conv", (48, 341, 135), 81540), ("unit2_pool", (24, 85, 135), None),
+        ("unit3_conv", (24, 85, 135), 164160), ("unit3_pool", (12, 21, 135), None),
+        ("unit4_conv", (12, 21, 203), 246848), ("unit4_pool", (4, 4, 203), None),
+        ("unit5_conv", (4, 4, 271), 495388), ("unit5_pool", (1, 1, 271), None),
+        ("flatten", (271,), None),
+        ("output", (50,), 13550 + 50)]  # the seed's 13,550 leaves out the output layer's 50 biases
+
+
+@pytest.mark.parametrize("name, table", [("k2c1", K2C1), ("k1c2", K1C2), ("k2c2", K2C2)])
+def test_layers_match_the_seed_tables(name, table):
+    model = build_model(name, n_tags=50, n_mels=96, n_frames=1366)
+    for layer_name, shape, parameters in table:
+        layer = model.get_layer(layer_name)
+        assert tuple(layer.output.shape[1:]) == shape, layer_name
+        if parameters is not None:
+            assert layer.count_params() == parameters, layer_name
+    convs_and_dense = sum(p for _, _, p in table if p)
+    assert 0.9e6 < convs_and_dense < 1.3e6  # "approximately 1M parameters"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_outputs_sigmoid_tags_and_an_embedding(name):
+    model = build_model(name, n_tags=45, n_mels=96, n_frames=1366)
+    assert tuple(model.output.shape) == (None, 45)
+    assert model.get_layer("output").activation.__name__ == "sigmoid"
+    assert len(model.get_layer("embedding").output.shape) == 2
+    assert 0.4e6 < model.count_params() < 2.5e6
+
+
+def test_builders_honour_their_width_arguments():
+    model = build_model("k2c2", n_tags=10, n_mels=96, n_frames=1366, widths=(8, 16, 16, 24, 32))
+    assert model.get_layer("unit5_conv").output.shape[-1] == 32
+    assert model.get_layer("output").count_params() == 32 * 10 + 10
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(MusictagError, match="k2c1, k1c2, k2c2, crnn, short_resnet"):
+        build_model("vgg", n_tags=50, n_mels=96, n_frames=1366)
+
+
+def test_input_too_small_for_the_architecture_is_one_clear_error():
+    with pytest.raises(MusictagError, match="k2c2 cannot take input 16x1366"):
+        build_model("k2c2", n_tags=50, n_mels=16, n_frames=1366)
