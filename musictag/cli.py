@@ -19,6 +19,17 @@ def _list_datasets(_: argparse.Namespace) -> None:
         print(f"{name:12s} {(adapter.__doc__ or '').strip().splitlines()[0]}")
 
 
+def _tag(args: argparse.Namespace) -> None:
+    from musictag.tagging import Tagger
+
+    tagger = Tagger(resolve(args.model_dir))
+    for path in args.audio:
+        probabilities = tagger.tag_file(path)
+        print(path)
+        for i in probabilities.argsort()[::-1][: args.k]:
+            print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musictag", description=__doc__)
     parser.add_argument("--version", action="version", version=f"musictag {__version__}")
@@ -28,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(run=_manifest_summary)
     datasets = commands.add_parser("datasets", help="list the dataset adapters data.source can name")
     datasets.set_defaults(run=_list_datasets)
+    tag = commands.add_parser("tag", help="top tags of audio files (any length, any format librosa reads)")
+    tag.add_argument("audio", nargs="+")
+    tag.add_argument("-k", type=int, default=5, help="tags to print per file")
+    tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
+    tag.set_defaults(run=_tag)
     return parser
 
 

@@ -5,6 +5,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLES = REPO_ROOT.parent / "shared" / "dataset-samples"
+FRONT_END = {"sample_rate_hz": 12000, "duration_s": 29.12, "n_fft": 512, "hop_length": 256, "n_mels": 96,
+             "square_power": True, "ref": 1.0, "amin": 1e-10, "top_db": 80.0}  # params.yaml's defaults
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +35,7 @@ def write_store(store_dir: Path, ids: list[str], seed: int = 0, shape=(96, 1366)
         np.save(store_dir / name, rng.uniform(-80, 0, size=(len(chunk_ids), *shape)).astype(np.float32))
         chunks.append({"file": name, "ids": chunk_ids})
     (store_dir / "index.json").write_text(json.dumps({"shape": list(shape), "dtype": "float32",
-                                                       "front_end": {}, "chunks": chunks}))
+                                                       "front_end": FRONT_END, "chunks": chunks}))
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,14 @@ def tiny_shards(tmp_path_factory):
     manifest = Manifest(clips, ["t0", "t1", "t2", "t3", "t4"], targets)
     write_shards(root / "store", manifest, root / "shards", examples_per_shard=8, compression="", seed=3)
     return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_shards, tmp_path_factory):
+    """A k2c1 trained for one epoch on the tiny shards: a real model directory to tag with."""
+    from musictag.training import train
+
+    root = tmp_path_factory.mktemp("model")
+    train(tiny_shards, root / "model", root / "backup", root / "live", model="k2c1", hyperparameters={},
+          epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)
+    return root / "model"

@@ -1,0 +1,125 @@
+"""Using a trained tagger: predictions for the catalogue, and tags for any audio file.
+
+Two levels, as in musicnn: `top_tags(path)` is the one call a user makes; `Tagger.predict_*` give the
+full (n, n_tags) probabilities and (n, d) penultimate embeddings that evaluation, t-SNE and
+recommendation share. A model directory holds best.keras and config.json (written by training).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import librosa
+import numpy as np
+
+from musictag.audio import log_mel
+from musictag.errors import MusictagError
+from musictag.paths import DATA_DIR
+
+
+@dataclass
+class Predictions:
+    """Model outputs for a set of clips: probabilities (n, n_tags) and embeddings (n, d), row i = ids[i]."""
+
+    ids: np.ndarray
+    splits: np.ndarray
+    probabilities: np.ndarray
+    embeddings: np.ndarray
+    tag_names: list[str]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, ids=self.ids, splits=self.splits, probabilities=self.probabilities,
+                 embeddings=self.embeddings, tag_names=np.array(self.tag_names))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Predictions":
+        try:
+            with np.load(path) as data:
+                return cls(data["ids"], data["splits"], data["probabilities"], data["embeddings"],
+                           list(data["tag_names"]))
+        except FileNotFoundError:
+            raise MusictagError(f"{path}: predictions not found (run `dvc repro predict`)") from None
+
+    def subset(self, split: str) -> "Predictions":
+        keep = self.splits == split
+        return Predictions(self.ids[keep], self.splits[keep], self.probabilities[keep], self.embeddings[keep],
+                           self.tag_names)
+
+
+class Tagger:
+    """A trained model with its config; one forward pass gives probabilities and embeddings."""
+
+    def __init__(self, model_dir: Path = DATA_DIR / "model", checkpoint: str = "best.keras"):
+        model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
+        if not model_path.exists():
+            raise MusictagError(f"{model_path}: no trained model (run `dvc repro train`)")
+        self.config = json.loads(config_path.read_text())
+        self.tag_names: list[str] = self.config["tag_names"]
+        model = keras.saving.load_model(model_path)
+        self.model = keras.Model(model.inputs, [model.output, model.get_layer("embedding").output])
+
+    def predict_batches(self, batches) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (n, n_tags) and embeddings (n, d) for an iterable of (batch, n_mels, n_frames, 1)."""
+        probabilities, embeddings = [], []
+        for batch in batches:
+            p, e = self.model.predict_on_batch(batch)
+            probabilities.append(np.asarray(p, np.float32))
+            embeddings.append(np.asarray(e, np.float32))
+        return np.concatenate(probabilities), np.concatenate(embeddings)
+
+    def predict_shards(self, shards_dir: Path, splits=("train", "valid", "test"), batch_size: int = 32) -> Predictions:
+        """Every example of the shards' splits, in shard order."""
+        from musictag.records import make_dataset, read_index
+
+        index = read_index(shards_dir)
+        ids, split_names, probabilities, embeddings = [], [], [], []
+        for split in splits:
+            if index["splits"][split]["n_examples"] == 0:
+                continue
+            batch_ids = []
+
+            def spectrograms(dataset=make_dataset(shards_dir, split, batch_size, with_ids=True)):
+                for spectrogram, _, id_batch in dataset:
+                    batch_ids.extend(i.decode() for i in id_batch.numpy())
+                    yield spectrogram.numpy()
+
+            p, e = self.predict_batches(spectrograms())
+            ids.extend(batch_ids)
+            split_names.extend([split] * len(batch_ids))
+            probabilities.append(p)
+            embeddings.append(e)
+        return Predictions(np.array(ids), np.array(split_names), np.concatenate(probabilities),
+                           np.concatenate(embeddings), self.tag_names)
+
+    def tag_file(self, path: str | Path) -> np.ndarray:
+        """Tag probabilities (n_tags,) of one audio file of any length.
+
+        A file longer than one input window is cut into consecutive windows of `duration_s`
+        (the last one zero-padded) and their predictions are averaged.
+        """
+        front_end = dict(self.config["front_end"])
+        sample_rate_hz, duration_s = front_end.pop("sample_rate_hz"), front_end.pop("duration_s")
+        try:
+            audio, _ = librosa.load(path, sr=sample_rate_hz, mono=True)
+        except Exception as err:  # any decoder failure is the user's file, not a bug
+            raise MusictagError(f"{path}: cannot decode audio ({type(err).__name__})") from None
+        window = int(round(duration_s * sample_rate_hz))
+        n_windows = max(1, int(np.ceil(len(audio) / window)))
+        audio = np.pad(audio, (0, n_windows * window - len(audio)))
+        batch = np.stack([log_mel(audio[i * window:(i + 1) * window], sample_rate_hz, **front_end)
+                          for i in range(n_windows)])[..., np.newaxis]
+        probabilities, _ = self.predict_batches([batch])
+        return probabilities.mean(axis=0)
+
+
+def top_tags(path: str | Path, k: int = 5, model_dir: Path = DATA_DIR / "model") -> list[tuple[str, float]]:
+    """The one-call API: the `k` most likely tags of an audio file, with their probabilities."""
+    tagger = Tagger(model_dir)
+    probabilities = tagger.tag_file(path)
+    order = np.argsort(probabilities)[::-1][:k]
+    return [(tagger.tag_names[i], float(probabilities[i])) for i in order]

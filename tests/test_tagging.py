@@ -1,0 +1,60 @@
+"""Tagging with a trained model: catalogue predictions and `musictag tag` on files of any length."""
+import subprocess
+import sys
+
+import numpy as np
+import soundfile
+
+from musictag.cli import main as cli_main
+from musictag.tagging import Predictions, Tagger, top_tags
+
+
+def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):
+    predictions = Tagger(tiny_model).predict_shards(tiny_shards, batch_size=8)
+    assert len(predictions.ids) == len(set(predictions.ids)) == 64
+    assert predictions.probabilities.shape == (64, 5) and predictions.embeddings.shape == (64, 304)
+    assert ((predictions.probabilities >= 0) & (predictions.probabilities <= 1)).all()
+    assert (predictions.subset("test").splits == "test").sum() == 16
+    predictions.save(tmp_path / "p.npz")
+    again = Predictions.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(again.probabilities, predictions.probabilities)
+    assert list(again.ids) == list(predictions.ids) and again.tag_names == predictions.tag_names
+
+
+def test_long_file_is_scored_over_several_windows(tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(70 * 22050) / 22050  # 70 s: three 29.12 s windows
+    audio = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) + 0.02 * rng.standard_normal(len(t))
+    path = tmp_path / "song.wav"
+    soundfile.write(path, audio.astype(np.float32), 22050)
+    tagger = Tagger(tiny_model)
+    probabilities = tagger.tag_file(path)
+    assert probabilities.shape == (5,)
+    first_window_only = tagger.tag_file(_cut(path, tmp_path, seconds=29.12))
+    assert not np.allclose(probabilities, first_window_only)  # later windows count too
+    tags = top_tags(path, k=3, model_dir=tiny_model)
+    assert [t for t, _ in tags] == [tagger.tag_names[i] for i in np.argsort(probabilities)[::-1][:3]]
+
+
+def _cut(path, tmp_path, seconds):
+    audio, sample_rate_hz = soundfile.read(path)
+    cut = tmp_path / "cut.wav"
+    soundfile.write(cut, audio[: int(seconds * sample_rate_hz)], sample_rate_hz)
+    return cut
+
+
+def test_musictag_tag_command_prints_tags(tiny_model, tmp_path, capsys):
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, (0.2 * np.sin(np.arange(5 * 16000) / 5)).astype(np.float32), 16000)
+    cli_main(["tag", str(path), "--model-dir", str(tiny_model), "-k", "2"])
+    out = capsys.readouterr().out
+    assert str(path) in out and len([line for line in out.splitlines() if line.startswith("  ")]) == 2
+
+
+def test_musictag_tag_on_a_bad_file_is_one_line(tiny_model, tmp_path):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all")
+    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", str(bad), "--model-dir", str(tiny_model)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "bad.mp3" in done.stderr and "Traceback" not in done.stderr
