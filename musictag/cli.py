@@ -6,7 +6,7 @@ import json
 
 from musictag import __version__
 from musictag.datasets import DATASETS, Manifest
-from musictag.errors import run_main
+from musictag.errors import MusictagError, run_main
 from musictag.paths import DATA_DIR, resolve
 
 
@@ -30,6 +30,25 @@ def _tag(args: argparse.Namespace) -> None:
             print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
 
 
+def _confidence_intervals(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from musictag.metrics import confidence_intervals_from_experiments, format_intervals
+    from musictag.paths import REPO_ROOT, load_params
+
+    defaults = load_params("ci")
+    if args.metrics_files:
+        source = [resolve(f) for f in args.metrics_files]
+    else:
+        shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=REPO_ROOT, capture_output=True, text=True)
+        if shown.returncode != 0:
+            raise MusictagError(f"dvc exp show --json failed: {shown.stderr.strip().splitlines()[-1:]}")
+        source = shown.stdout
+    table = confidence_intervals_from_experiments(source, args.metric or defaults["metrics"],
+                                                  level=args.level or defaults["level"])
+    print(format_intervals(table))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musictag", description=__doc__)
     parser.add_argument("--version", action="version", version=f"musictag {__version__}")
@@ -44,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("-k", type=int, default=5, help="tags to print per file")
     tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
     tag.set_defaults(run=_tag)
+    ci = commands.add_parser("ci", help="mean and Student-t confidence interval of metrics over N runs "
+                                        "(dvc experiments, or metrics JSON files given here)")
+    ci.add_argument("metrics_files", nargs="*", help="one metrics/evaluate.json per run; default: dvc exp show")
+    ci.add_argument("--metric", action="append", help="dotted metric name or pattern (repeatable)")
+    ci.add_argument("--level", type=float, help="confidence level, default params.yaml ci.level")
+    ci.set_defaults(run=_confidence_intervals)
     return parser
 
 

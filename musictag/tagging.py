@@ -10,11 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-import librosa
 import numpy as np
 
-from musictag.audio import log_mel
 from musictag.errors import MusictagError
 from musictag.paths import DATA_DIR
 
@@ -39,11 +36,15 @@ class Predictions:
     @classmethod
     def load(cls, path: Path) -> "Predictions":
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 return cls(data["ids"], data["splits"], data["probabilities"], data["embeddings"],
-                           list(data["tag_names"]))
+                           [str(t) for t in data["tag_names"]])
         except FileNotFoundError:
             raise MusictagError(f"{path}: predictions not found (run `dvc repro predict`)") from None
+        except KeyError as err:
+            raise MusictagError(f"{path}: predictions lack the array {err}") from None
+        except (OSError, ValueError, EOFError) as err:
+            raise MusictagError(f"{path}: cannot read predictions ({type(err).__name__})") from None
 
     def subset(self, split: str) -> "Predictions":
         keep = self.splits == split
@@ -55,6 +56,8 @@ class Tagger:
     """A trained model with its config; one forward pass gives probabilities and embeddings."""
 
     def __init__(self, model_dir: Path = DATA_DIR / "model", checkpoint: str = "best.keras"):
+        import keras  # here, not at the top: Predictions alone must not pay for importing Keras
+
         model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
         if not model_path.exists():
             raise MusictagError(f"{model_path}: no trained model (run `dvc repro train`)")
@@ -104,6 +107,10 @@ class Tagger:
         """
         front_end = dict(self.config["front_end"])
         sample_rate_hz, duration_s = front_end.pop("sample_rate_hz"), front_end.pop("duration_s")
+        import librosa
+
+        from musictag.audio import log_mel
+
         try:
             audio, _ = librosa.load(path, sr=sample_rate_hz, mono=True)
         except Exception as err:  # any decoder failure is the user's file, not a bug

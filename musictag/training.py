@@ -45,6 +45,37 @@ class Throughput(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}: {self.examples_per_epoch / elapsed_s:.1f} examples/s ({elapsed_s:.0f} s)")
 
 
+def epochs_of_data(shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
+                   epochs: int) -> tf.data.Dataset:
+    """Training batches for epochs first_epoch..epochs-1, epoch e shuffled with seed + e.
+
+    Each epoch's order depends only on the seed and its number, so a run resumed at epoch k sees
+    exactly the batches an uninterrupted run would have seen from epoch k on.
+    """
+    data = None
+    for epoch in range(first_epoch, epochs):
+        epoch_data = make_dataset(shards_dir, "train", batch_size, shuffle=True, shuffle_buffer=shuffle_buffer,
+                                  seed=seed + epoch)
+        data = epoch_data if data is None else data.concatenate(epoch_data)
+    return data
+
+
+def resume_epoch(backup_dir: Path, history_csv: Path) -> int:
+    """The epoch BackupAndRestore will resume at (0 for a fresh run); the log is cut back to match it.
+
+    Keras records the next epoch in `training_metadata.json` of the backup; a kill between that
+    backup and the log's row of the same epoch must leave neither a missing nor a doubled row.
+    """
+    metadata = backup_dir / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    epoch = int(json.loads(metadata.read_text())["epoch"])
+    if history_csv.exists():
+        history = pd.read_csv(history_csv)
+        history[history["epoch"] < epoch].to_csv(history_csv, index=False)
+    return epoch
+
+
 def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -> None:
     """Fail before any work, naming the param."""
     if model not in MODELS:
@@ -86,13 +117,12 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
             jit_compile=jit_compile,
         )
     steps = steps_per_epoch(index, "train", batch_size)
-    train_data = make_dataset(shards_dir, "train", batch_size, shuffle=True, shuffle_buffer=shuffle_buffer,
-                              seed=seed, repeat=True)
-    valid_data = make_dataset(shards_dir, "valid", batch_size)
-
     resuming = backup_dir.exists()
     if not resuming:
         shutil.rmtree(out_dir, ignore_errors=True)
+    first_epoch = resume_epoch(backup_dir, out_dir / HISTORY)
+    train_data = epochs_of_data(shards_dir, batch_size, shuffle_buffer, seed, first_epoch, epochs)
+    valid_data = make_dataset(shards_dir, "valid", batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "hyperparameters": hyperparameters, "n_tags": n_tags, "tag_names": index["tag_names"],
               "input_shape": [n_mels, n_frames, 1], "parameters": network.count_params(),
@@ -109,10 +139,10 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(out_dir / HISTORY), append=resuming),
         keras.callbacks.ModelCheckpoint(str(out_dir / BEST_MODEL), monitor="val_auc", mode="max",
                                         save_best_only=True),
         keras.callbacks.ModelCheckpoint(str(out_dir / LAST_MODEL)),
-        keras.callbacks.CSVLogger(str(out_dir / HISTORY), append=resuming),
         Throughput(batch_size, steps),
         DVCLiveCallback(live=Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False,
                                   report=None)),

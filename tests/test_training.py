@@ -78,3 +78,32 @@ def test_bad_params_fail_before_any_work(tmp_path, tiny_shards, override, param)
     with pytest.raises(MusictagError, match=param.replace(".", r"\.")):
         train(tiny_shards, tmp_path / "m", tmp_path / "b", tmp_path / "l", **options)
     assert not (tmp_path / "m").exists()
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards):
+    """Stop after epoch 1 (as a kill leaves it), resume to 3 epochs: same weights as 3 epochs straight."""
+    straight, out_a = run(tmp_path, tiny_shards, "straight", epochs=3)
+    out_b = tmp_path / "resumed"
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # like kill -9: the backup of epoch 0 is on disk, the run is gone
+
+    from musictag import training
+    original_fit = keras.Model.fit
+
+    def fit_then_die(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, StopAfterFirstEpoch()], **kwargs)
+
+    keras.Model.fit = fit_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            training.train(tiny_shards, out_b / "model", out_b / "backup", out_b / "live", epochs=3, **FAST)
+    finally:
+        keras.Model.fit = original_fit
+    resumed = training.train(tiny_shards, out_b / "model", out_b / "backup", out_b / "live", epochs=3, **FAST)
+    history_a = pd.read_csv(out_a / "model" / "history.csv")
+    history_b = pd.read_csv(out_b / "model" / "history.csv")
+    assert list(history_b["epoch"]) == [0, 1, 2]
+    np.testing.assert_allclose(history_b["loss"], history_a["loss"], rtol=1e-5)
+    assert resumed["best_val_auc"] == pytest.approx(straight["best_val_auc"], abs=1e-4)
