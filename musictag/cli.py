@@ -49,6 +49,30 @@ def _confidence_intervals(args: argparse.Namespace) -> None:
     print(format_intervals(table))
 
 
+def _songs(ids_and_distances: list[tuple[str, float | None]]) -> None:
+    """Print songs with artist and title from the clean manifest."""
+    clips = Manifest.read(DATA_DIR / "clean.csv").clips.set_index("id")
+    for position, (song_id, distance) in enumerate(ids_and_distances, start=1):
+        artist, title = clips.loc[song_id, ["artist", "title"]] if song_id in clips.index else ("?", "?")
+        shown = f"{distance:.3f}  " if distance is not None else ""
+        print(f"{position:3d}. {shown}{song_id}  {artist} - {title}")
+
+
+def _recommend_index():
+    from musictag.recommend import RecommendIndex
+
+    return RecommendIndex.load(DATA_DIR / "recommend" / "index.npz")
+
+
+def _similar(args: argparse.Namespace) -> None:
+    _songs(_recommend_index().similar(args.song_id, args.k))
+
+
+def _playlist(args: argparse.Namespace) -> None:
+    playlist = _recommend_index().playlist(args.seed, args.length, lookahead=not args.greedy)
+    _songs([(song_id, None) for song_id in playlist])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musictag", description=__doc__)
     parser.add_argument("--version", action="version", version=f"musictag {__version__}")
@@ -63,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("-k", type=int, default=5, help="tags to print per file")
     tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
     tag.set_defaults(run=_tag)
+    similar = commands.add_parser("similar", help="the catalogue's nearest songs to a song (predicted tags)")
+    similar.add_argument("song_id")
+    similar.add_argument("-k", type=int, default=10)
+    similar.set_defaults(run=_similar)
+    playlist = commands.add_parser("playlist", help="a smooth playlist from a seed song, no repeats")
+    playlist.add_argument("--seed", required=True, help="song id to start from")
+    playlist.add_argument("--length", type=int, default=20)
+    playlist.add_argument("--greedy", action="store_true", help="nearest unplayed song each step, no look-ahead")
+    playlist.set_defaults(run=_playlist)
     ci = commands.add_parser("ci", help="mean and Student-t confidence interval of metrics over N runs "
                                         "(dvc experiments, or metrics JSON files given here)")
     ci.add_argument("metrics_files", nargs="*", help="one metrics/evaluate.json per run; default: dvc exp show")

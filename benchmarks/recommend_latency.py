@@ -1,0 +1,115 @@
+"""Recommendation query latency on an MSD-sized synthetic catalogue: which search to use.
+
+    python benchmarks/recommend_latency.py                      # 240,000 songs x 50 tags
+    python benchmarks/recommend_latency.py --songs 20000 --skip-sklearn
+
+Builds seeded tagger-like tag probabilities (musictag.recommend.synthetic_probabilities), then
+times single `similar(id, k=10)` queries (median and p95 ms) for: exact numpy brute force, the
+project's IVF index at several n_probe, brute force on a catalogue cut to the exact_max_songs
+default (where the index switches to IVF), and scikit-learn's NearestNeighbors (brute, ball_tree,
+kd_tree). A batched brute-force row shows the amortised cost when many queries come at once.
+Recall@k is measured against the exact neighbours. Goal: < 1 ms a query. The machine is shared,
+so run everything in one go and compare rows side by side.
+"""
+import argparse
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from musictag.recommend import RecommendIndex, _one_blas_thread, synthetic_probabilities
+
+
+def timed(queries, search) -> tuple[np.ndarray, list]:
+    """Per-query wall times in ms and the results of `search(row)` for each row of `queries`."""
+    times, results = [], []
+    for row in queries:
+        started = time.perf_counter()
+        results.append(search(row))
+        times.append(time.perf_counter() - started)
+    return np.array(times) * 1e3, results
+
+
+def recall(results: list, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(map(int, got)) & set(want.tolist())) / len(want)
+                          for got, want in zip(results, exact)]))
+
+
+def report(name: str, times_ms: np.ndarray, recall_at_k: float | None, note: str = "") -> None:
+    shown = "   -  " if recall_at_k is None else f"{recall_at_k:.4f}"
+    print(f"  {name:34s} {np.median(times_ms):8.3f} {np.percentile(times_ms, 95):8.3f}   {shown}  {note}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--songs", type=int, default=240_000)
+    parser.add_argument("--tags", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exact-songs", type=int, default=20_000,
+                        help="also time brute force on this many songs (the exact_max_songs default)")
+    parser.add_argument("--skip-sklearn", action="store_true", help="leave out scikit-learn (slow to fit)")
+    args = parser.parse_args()
+    n, k = args.songs, args.k
+
+    probabilities = synthetic_probabilities(n, args.tags, seed=args.seed)
+    ids = np.array([f"song{i:07d}" for i in range(n)])
+    catalogue = SimpleNamespace(ids=ids, probabilities=probabilities, embeddings=None)
+    queries = np.random.default_rng(args.seed + 1).choice(n, size=min(args.queries, n), replace=False)
+
+    brute = RecommendIndex.build(catalogue, exact_max_songs=n)  # rows in catalogue order
+    vectors = brute.vectors
+    started = time.perf_counter()
+    scores = vectors[queries] @ vectors.T
+    scores[np.arange(len(queries)), queries] = -np.inf
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    batch_ms = (time.perf_counter() - started) * 1e3 / len(queries)
+    exact = part  # sets of the true k nearest rows (ties aside)
+    del scores
+
+    started = time.perf_counter()
+    ivf = RecommendIndex.build(catalogue, seed=args.seed)
+    build_s = time.perf_counter() - started
+    cells = len(ivf.offsets) - 1
+    catalogue_row = {song_id: i for i, song_id in enumerate(ids.tolist())}
+
+    print(f"{n} songs x {args.tags} tags, {len(queries)} single queries, k={k}, cosine distance")
+    print(f"  {'method':34s} {'median':>8s} {'p95':>8s}   recall@{k}  (ms/query)")
+    times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in brute.similar(ids[r], k)])
+    report("numpy brute force (exact)", times, recall(got, exact))
+    report("numpy brute force, batch of queries", np.array([batch_ms]), 1.0, f"{len(queries)} at once, amortised")
+    if 0 < args.exact_songs < n:
+        cut = SimpleNamespace(ids=ids[:args.exact_songs], probabilities=probabilities[:args.exact_songs])
+        small = RecommendIndex.build(cut, exact_max_songs=args.exact_songs)
+        times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
+                         else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))
+        report(f"numpy brute force, {args.exact_songs} songs", times, 1.0, "exact_max_songs default")
+    for n_probe in (8, 16, 32, 64):
+        ivf.n_probe = n_probe
+        times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in ivf.similar(ids[r], k)])
+        default = " <- default" if n_probe == 32 else ""
+        report(f"IVF {cells} cells, n_probe {n_probe}", times, recall(got, exact), f"build {build_s:.0f} s{default}")
+
+    if not args.skip_sklearn:
+        from sklearn.neighbors import NearestNeighbors
+
+        few = queries[: max(20, len(queries) // 6)]
+        for algorithm in ("brute", "ball_tree", "kd_tree"):
+            started = time.perf_counter()
+            # unit-length rows: euclidean distance ranks like cosine distance
+            model = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(vectors)
+            fit_s = time.perf_counter() - started
+
+            def search(row, model=model):
+                with _one_blas_thread():
+                    found = model.kneighbors(vectors[row:row + 1], k + 1, return_distance=False)[0]
+                return [r for r in found if r != row][:k]
+
+            times, got = timed(few, search)
+            report(f"sklearn NearestNeighbors {algorithm}", times, recall(got, exact[: len(few)]),
+                   f"fit {fit_s:.0f} s, {len(few)} queries")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Content-based recommendation: nearest songs in the tagger's output space (dissertation 4.3.2).
+
+Each song is a vector: its predicted tag probabilities (`features="tags"`, the seed's 50-tag space),
+its L2-normalised penultimate embedding (`"embeddings"`), or both halves concatenated
+(`"both"`: each half unit-length, so the cosine of two songs is the mean of the two cosines).
+Distance is cosine distance, 1 - cos, in [0, 2].
+
+Search is exact brute force (one float32 matrix-vector product, then argpartition) while the
+catalogue has at most `exact_max_songs` songs. Above that, the index is an inverted file (IVF):
+k-means cells over the unit vectors, rows stored cell by cell, and a query scans only the
+`n_probe` cells whose centres are nearest to it, still scoring each scanned song exactly. On a
+240k-song, 50-tag synthetic catalogue on a busy two-core machine, brute force took 7-19 ms a
+query (median) and IVF with the defaults (980 cells, 32 probed) 0.7 ms at recall@10 = 0.996
+(benchmarks/recommend_latency.py); scikit-learn's trees took 40-95 ms in 50 dimensions.
+Exact pruning by cell radius does not help there: 50-dim tag vectors make the cells wide and a
+query must visit most of them to prove its answer.
+
+Single queries run BLAS on one thread: for one small product a second thread only adds hand-off
+cost, and on a shared two-core machine it raised the p95 of a 16k-row product from 0.2 to 12 ms.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from musictag.errors import MusictagError
+from musictag.paths import resolve
+
+FEATURES = ("tags", "embeddings", "both")
+FORMAT_VERSION = 1
+_BLOCK_ELEMENTS = 1 << 24  # scores held at once by the batch search (64 MiB of float32)
+
+
+def _unit_rows(matrix) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32; an all-zero row stays zero (distance 1 to everything)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise MusictagError(f"expected a 2-D song x feature matrix, got shape {matrix.shape}")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, np.float32(1e-12))
+
+
+def song_vectors(predictions, features: str = "tags") -> np.ndarray:
+    """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`."""
+    if features not in FEATURES:
+        raise MusictagError(f"recommend.features: expected one of {list(FEATURES)}, got {features!r}")
+    if features == "tags":
+        return _unit_rows(predictions.probabilities)
+    if features == "embeddings":
+        return _unit_rows(predictions.embeddings)
+    both = np.concatenate([_unit_rows(predictions.probabilities), _unit_rows(predictions.embeddings)], axis=1)
+    return both * np.float32(1 / np.sqrt(2))
+
+
+_blas_limits = None
+
+
+def _one_blas_thread():
+    """A context manager that runs BLAS on one thread (threadpoolctl; about 25 us to enter)."""
+    global _blas_limits
+    if _blas_limits is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_limits = ThreadpoolController().select(user_api="blas")
+    return _blas_limits.limit(limits=1)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest scores, best first (ties: lower position first)."""
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))]
+
+
+@dataclass
+class RecommendIndex:
+    """Song vectors, stored cell by cell, with their ids; one cell (offsets [0, n]) means brute force.
+
+    `ids[r]` and `vectors[r]` describe stored row r; cell j holds rows offsets[j]:offsets[j+1] and
+    has centre `centroids[j]`.
+    """
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    centroids: np.ndarray
+    offsets: np.ndarray
+    features: str = "tags"
+    n_probe: int = 1
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids).astype(str)
+        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        self.centroids = np.ascontiguousarray(self.centroids, dtype=np.float32)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        self.n_probe = int(self.n_probe)
+        self._id_list = self.ids.tolist()
+        self._row = {song_id: row for row, song_id in enumerate(self._id_list)}
+        if len(self._row) != len(self.ids):
+            seen = set()
+            dup = next(i for i in self.ids.tolist() if i in seen or seen.add(i))
+            raise MusictagError(f"recommend: song id '{dup}' appears more than once")
+        self._centroid_sq = (self.centroids**2).sum(axis=1)
+        self._cell_sizes = np.diff(self.offsets)
+
+    # --- building, saving, loading ---------------------------------------------------------------
+
+    @classmethod
+    def build(cls, predictions, features: str = "tags", exact_max_songs: int = 20000, n_cells: int = 0,
+              n_probe: int = 32, seed: int = 0) -> "RecommendIndex":
+        """An index over every song of `predictions` (anything with ids, probabilities, embeddings).
+
+        Up to `exact_max_songs` songs: exact brute force. More: an IVF index of `n_cells` k-means
+        cells (0 = round(2 * sqrt(n))) of which each query scans the `n_probe` nearest.
+        """
+        vectors = song_vectors(predictions, features)
+        ids = np.asarray(predictions.ids).astype(str)
+        if len(ids) != len(vectors):
+            raise MusictagError(f"recommend: {len(ids)} ids but {len(vectors)} song vectors")
+        if len(ids) < 2:
+            raise MusictagError(f"recommend: need at least 2 songs to recommend from, got {len(ids)}")
+        for name, value, low in (("exact_max_songs", exact_max_songs, 0), ("n_cells", n_cells, 0),
+                                 ("n_probe", n_probe, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise MusictagError(f"recommend.{name}: expected an integer >= {low}, got {value!r}")
+        n = len(ids)
+        if n <= exact_max_songs:
+            return cls(ids, vectors, vectors.mean(axis=0, keepdims=True), [0, n], features, 1)
+        n_cells = int(n_cells) or int(round(2 * np.sqrt(n)))
+        n_cells = min(n_cells, n)
+        from sklearn.cluster import MiniBatchKMeans
+
+        kmeans = MiniBatchKMeans(n_clusters=n_cells, batch_size=8192, n_init=1, max_iter=20,
+                                 random_state=seed).fit(vectors)
+        labels = kmeans.labels_
+        order = np.argsort(labels, kind="stable")
+        offsets = np.searchsorted(labels[order], np.arange(n_cells + 1))
+        return cls(ids[order], vectors[order], kmeans.cluster_centers_, offsets, features, n_probe)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically to an .npz that `load` reads back without rebuilding."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, format_version=FORMAT_VERSION, ids=self.ids, vectors=self.vectors,
+                 centroids=self.centroids, offsets=self.offsets, features=np.array(self.features),
+                 n_probe=self.n_probe)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RecommendIndex":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["format_version"])
+                if version != FORMAT_VERSION:
+                    raise MusictagError(f"{path}: index format {version}, expected {FORMAT_VERSION} "
+                                        "(run `dvc repro recommend`)")
+                return cls(data["ids"], data["vectors"], data["centroids"], data["offsets"],
+                           str(data["features"]), int(data["n_probe"]))
+        except FileNotFoundError:
+            raise MusictagError(f"{path}: recommendation index not found (run `dvc repro recommend`)") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise MusictagError(f"{path}: not a recommendation index ({err.__class__.__name__})") from None
+
+    # --- queries -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every query scans every song (one cell, or at least as many probes as cells)."""
+        return self.n_probe >= len(self._cell_sizes)
+
+    def row_of(self, song_id) -> int:
+        try:
+            return self._row[str(song_id)]
+        except KeyError:
+            raise MusictagError(f"recommend: unknown song id '{song_id}'") from None
+
+    def _check_k(self, k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise MusictagError(f"recommend: k must be a positive integer, got {k!r}")
+        return min(int(k), len(self) - 1)
+
+    def _candidates(self, query: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the songs in the cells that a query scans: the n_probe nearest cells,
+        and more if those hold fewer than `need` songs."""
+        if self.exact:
+            return np.arange(len(self)), self.vectors @ query
+        cell_distance = self._centroid_sq - 2 * (self.centroids @ query)
+        n_probe = min(self.n_probe, len(cell_distance))
+        cells = np.argpartition(cell_distance, n_probe - 1)[:n_probe]
+        if self._cell_sizes[cells].sum() < need:  # rare: small cells; take cells in order until enough
+            by_distance = np.argsort(cell_distance)
+            enough = int(np.searchsorted(np.cumsum(self._cell_sizes[by_distance]), need)) + 1
+            cells = by_distance[:max(enough, n_probe)]
+        starts, sizes = self.offsets[cells], self._cell_sizes[cells]
+        rows = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+        return rows, self.vectors[rows] @ query
+
+    def _search_row(self, row: int, k: int, skip: np.ndarray | None = None,
+                    n_skipped: int = 0) -> list[tuple[int, float]]:
+        """(row, distance) of the k nearest songs to stored row `row`, nearest first, leaving out
+        itself and the rows where the boolean mask `skip` (of n_skipped True values) is set."""
+        with _one_blas_thread():
+            rows, scores = self._candidates(self.vectors[row], k + 1 + n_skipped)
+        if self.exact:
+            scores[row] = -np.inf
+            if skip is not None:
+                scores[skip] = -np.inf
+        else:
+            scores[rows == row] = -np.inf
+            if skip is not None:
+                scores[skip[rows]] = -np.inf
+        best = _top_k(scores, k)
+        best = best[scores[best] > -np.inf]
+        distances = np.clip(1.0 - scores[best].astype(np.float64), 0.0, 2.0)
+        return list(zip(rows[best].tolist(), distances.tolist()))
+
+    def similar(self, song_id, k: int = 10) -> list[tuple[str, float]]:
+        """The k songs nearest to `song_id` (never itself), nearest first, as (id, cosine distance)."""
+        k = self._check_k(k)
+        return [(self._id_list[r], d) for r, d in self._search_row(self.row_of(song_id), k)]
+
+    def neighbours(self, k: int = 10, block_songs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest songs of every stored song at once (blocked matrix products), whatever the
+        cells: rows (n, k) into `ids` and cosine distances (n, k), nearest first, self excluded."""
+        k = self._check_k(k)
+        n = len(self)
+        block = block_songs or max(1, _BLOCK_ELEMENTS // n)
+        rows = np.empty((n, k), dtype=np.int64)
+        distances = np.empty((n, k), dtype=np.float32)
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            scores = self.vectors[start:stop] @ self.vectors.T
+            scores[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.argsort(-scores, axis=1)[:, :k]
+            part_scores = np.take_along_axis(scores, part, axis=1)
+            order = np.lexsort((part, -part_scores), axis=1)
+            rows[start:stop] = np.take_along_axis(part, order, axis=1)
+            distances[start:stop] = np.clip(1 - np.take_along_axis(part_scores, order, axis=1), 0, 2)
+        return rows, distances
+
+    def distance(self, a, b) -> float:
+        """Cosine distance between two songs of the index, by id."""
+        va, vb = self.vectors[self.row_of(a)], self.vectors[self.row_of(b)]
+        return float(np.clip(1.0 - float(va @ vb), 0.0, 2.0))
+
+    def playlist(self, seed_id, length: int = 10, lookahead: bool = True, width: int = 3) -> list[str]:
+        """A playlist of `length` distinct songs starting at `seed_id`, each close to the previous one.
+
+        Greedy walk: the next song is the nearest song not yet in the playlist. With `lookahead`,
+        the next song is instead the one of the `width` nearest unplayed songs that minimises
+        d(current, candidate) + d(candidate, its own nearest unplayed song): one step of look-ahead,
+        so the walk avoids a corner from which the only way on is a long jump. On a synthetic
+        3,000-song catalogue this shortened the mean step by about 7% and the longest step of a
+        10-song playlist by about 5%, for 3 to 4 times the queries.
+        """
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+            raise MusictagError(f"recommend: playlist length must be a positive integer, got {length!r}")
+        if length > len(self):
+            raise MusictagError(f"recommend: playlist length {length} exceeds the {len(self)} songs in the index")
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+            raise MusictagError(f"recommend: playlist width must be a positive integer, got {width!r}")
+        current = self.row_of(seed_id)
+        played = [current]
+        skip = np.zeros(len(self), dtype=bool)
+        skip[current] = True
+        while len(played) < length:
+            remaining = len(self) - len(played)
+            candidates = self._search_row(current, min(width if lookahead else 1, remaining), skip, len(played))
+            if not candidates:  # an approximate index found nothing unplayed nearby: scan everything
+                with _one_blas_thread():
+                    scores = self.vectors @ self.vectors[current]
+                scores[skip] = -np.inf
+                candidates = [(int(np.argmax(scores)), 0.0)]
+            if lookahead and len(candidates) > 1 and remaining > 1:
+                def cost(candidate):
+                    row, d = candidate
+                    skip[row] = True
+                    onward = self._search_row(row, 1, skip, len(played) + 1)
+                    skip[row] = False
+                    return d + (onward[0][1] if onward else 0.0)
+
+                current = min(candidates, key=cost)[0]
+            else:
+                current = candidates[0][0]
+            played.append(current)
+            skip[current] = True
+        return [self._id_list[r] for r in played]
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+
+def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", seed: int = 0,
+                      features: str = "tags") -> dict:
+    """How well neighbours in the tag space agree with the ground truth, against random songs.
+
+    For each song of `split`, its k nearest neighbours are searched among the songs of the same
+    split (exact). precision@k "shared_tag" is the share of those neighbours that have at least one
+    ground-truth tag in common with the song; "same_artist" the share by the same artist; and
+    "tag_jaccard" the mean Jaccard overlap of the two songs' tag sets (0 when both have none),
+    which still separates good from random neighbours when a few tags are on nearly every song
+    and "shared_tag" is near 1 for any pair. The random baseline draws k other songs of the split
+    per query (seeded) and scores them alike; `ratio_over_random` divides the two (None where the
+    random value is 0).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MusictagError(f"recommend.k: expected a positive integer, got {k!r}")
+    keep = np.asarray(predictions.splits) == split
+    ids = np.asarray(predictions.ids).astype(str)[keep]
+    n = len(ids)
+    if n < 2:
+        raise MusictagError(f"recommend: split '{split}' has {n} predicted song(s); need at least 2")
+    k_used = min(int(k), n - 1)
+    row_in_manifest = {song_id: i for i, song_id in enumerate(manifest.clips["id"].astype(str).tolist())}
+    missing = [i for i in ids.tolist() if i not in row_in_manifest]
+    if missing:
+        raise MusictagError(f"recommend: predicted song '{missing[0]}' is not in the manifest "
+                            f"({len(missing)} missing)")
+    rows = np.array([row_in_manifest[i] for i in ids.tolist()])
+    tags = manifest.targets[rows].astype(np.float32)
+    artists = manifest.clips["artist"].astype(str).to_numpy()[rows]
+
+    subset = SimpleNamespace(ids=ids, probabilities=np.asarray(predictions.probabilities)[keep],
+                             embeddings=np.asarray(predictions.embeddings)[keep] if features != "tags" else None)
+    index = RecommendIndex.build(subset, features=features, exact_max_songs=n)
+    neighbour_rows, _ = index.neighbours(k_used)  # index rows == subset order (brute force keeps order)
+
+    rng = np.random.default_rng(seed)
+    random_rows = np.empty((n, k_used), dtype=np.int64)
+    for i in range(n):
+        others = rng.choice(n - 1, size=k_used, replace=False)
+        random_rows[i] = others + (others >= i)  # skip the song itself
+
+    n_tags = tags.sum(axis=1)
+
+    def shares(neighbours: np.ndarray) -> dict:
+        common = np.einsum("it,ijt->ij", tags, tags[neighbours])
+        union = n_tags[:, None] + n_tags[neighbours] - common
+        jaccard = np.divide(common, union, out=np.zeros_like(common), where=union > 0)
+        same_artist = (artists[neighbours] == artists[:, None]).mean()
+        return {"shared_tag": float((common > 0).mean()), "same_artist": float(same_artist),
+                "tag_jaccard": float(jaccard.mean())}
+
+    model, random = shares(neighbour_rows), shares(random_rows)
+    return {
+        "split": split,
+        "n_songs": int(n),
+        "k": int(k_used),
+        "features": features,
+        "precision_at_k": model,
+        "random_precision_at_k": random,
+        "ratio_over_random": {key: (model[key] / random[key] if random[key] > 0 else None) for key in model},
+    }
+
+
+# --- the pipeline stage --------------------------------------------------------------------------------
+
+
+def read_inputs(predictions, manifest):
+    """Predictions and Manifest as given, or read from their file paths."""
+    if isinstance(predictions, (str, os.PathLike)):
+        from musictag.tagging import Predictions  # imports Keras: only when reading the file is needed
+
+        predictions = Predictions.load(resolve(predictions))
+    if isinstance(manifest, (str, os.PathLike)):
+        from musictag.datasets import Manifest
+
+        manifest = Manifest.read(resolve(manifest))
+    return predictions, manifest
+
+
+def build_recommendations(predictions, manifest, index_path, *, features: str = "tags", k: int = 10,
+                          split: str = "test", seed: int = 0, exact_max_songs: int = 20000, n_cells: int = 0,
+                          n_probe: int = 32) -> dict:
+    """Build the whole catalogue's index, save it to `index_path`, and return the retrieval metrics
+    of `split` (retrieval_metrics) with a summary of the index under "index"."""
+    predictions, manifest = read_inputs(predictions, manifest)
+    index = RecommendIndex.build(predictions, features=features, exact_max_songs=exact_max_songs,
+                                 n_cells=n_cells, n_probe=n_probe, seed=seed)
+    index.save(resolve(index_path))
+    metrics = retrieval_metrics(predictions, manifest, k=k, split=split, seed=seed, features=features)
+    metrics["index"] = {"n_songs": len(index), "n_cells": len(index.offsets) - 1, "n_probe": index.n_probe,
+                        "exact": index.exact, "dimensions": int(index.vectors.shape[1])}
+    return metrics
+
+
+# --- synthetic catalogues for benchmarks and tests --------------------------------------------------
+
+
+def synthetic_probabilities(n_songs: int, n_tags: int = 50, n_styles: int = 12, seed: int = 0) -> np.ndarray:
+    """Tag probabilities shaped like a tagger's: each song a sparse Dirichlet mix of `n_styles`
+    hidden styles, each style raising some tags' logits, plus per-tag noise, through a sigmoid."""
+    rng = np.random.default_rng(seed)
+    mix = rng.dirichlet(np.full(n_styles, 0.3), size=n_songs)
+    style_logits = rng.normal(0.0, 3.0, size=(n_styles, n_tags))
+    logits = mix @ style_logits - 2.0 + rng.normal(0.0, 0.7, size=(n_songs, n_tags))
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

@@ -1,0 +1,18 @@
+"""Stage `recommend`: the catalogue's nearest-neighbour index, and how well neighbours share tags."""
+import json
+
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.recommend import build_recommendations
+
+
+def main() -> None:
+    metrics = build_recommendations(DATA_DIR / "predictions.npz", DATA_DIR / "clean.csv",
+                                    DATA_DIR / "recommend" / "index.npz", **load_params("recommend"))
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    (METRICS_DIR / "recommend.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    run_main(main)
