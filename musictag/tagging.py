@@ -109,8 +109,11 @@ class Tagger:
         sample_rate_hz, duration_s = front_end.pop("sample_rate_hz"), front_end.pop("duration_s")
         import librosa
 
-        from musictag.audio import log_mel
+        from musictag.audio import REJECT_REASONS, check_audio, log_mel
 
+        verdict = check_audio(path)  # a bad file gets its reason before any decoder prints to stderr
+        if not verdict.ok:
+            raise MusictagError(f"{path}: {verdict.reason}: {REJECT_REASONS[verdict.reason]}")
         try:
             audio, _ = librosa.load(path, sr=sample_rate_hz, mono=True)
         except Exception as err:  # any decoder failure is the user's file, not a bug

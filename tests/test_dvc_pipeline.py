@@ -24,7 +24,7 @@ def test_dataset_stage_runs_then_is_up_to_date(repo):
     assert abs(metrics["audio"]["min_duration_s"] - 29.12) <= 0.01
     assert abs(metrics["audio"]["max_duration_s"] - 29.12) <= 0.01
     assert len(list((repo.path / "data" / "corpus").glob("*.flac"))) == 5
-    assert UP_TO_DATE in repo.dvc("status")
+    assert UP_TO_DATE in repo.dvc("status", "dataset")
     lock = (repo.path / "dvc.lock").read_text()
     assert "data/manifest.csv" in lock and "n_clips: 5" in lock
 
@@ -33,13 +33,13 @@ def test_unrelated_edits_do_not_rerun_it(repo):
     (repo.path / "README.md").write_text("edited\n")
     repo.set_param("unrelated.knob", 3)
     repo.set_param("data.embedded.workers", 1)  # how fast, not what: no rerun
-    assert UP_TO_DATE in repo.dvc("status")
-    assert "Running stage" not in repo.dvc("repro")
+    assert UP_TO_DATE in repo.dvc("status", "dataset")
+    assert "Running stage" not in repo.dvc("repro", "dataset")
 
 
 def test_changing_corpus_size_reruns_it(repo):
     repo.set_param("data.embedded.n_clips", 6)
-    assert "data.embedded.n_clips" in repo.dvc("status")
+    assert "data.embedded.n_clips" in repo.dvc("status", "dataset")
     assert "Running stage 'dataset'" in repo.dvc("repro", "dataset")
     assert json.loads((repo.path / "metrics" / "dataset.json").read_text())["n_clips"] == 6
-    assert UP_TO_DATE in repo.dvc("status")
+    assert UP_TO_DATE in repo.dvc("status", "dataset")
