@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -23,7 +24,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from musictag.audio import spectrogram_of
+from musictag.audio import spectrogram_of, warm_up
 from musictag.errors import MusictagError
 
 INDEX_NAME = "index.json"
@@ -31,8 +32,10 @@ INDEX_NAME = "index.json"
 
 @contextmanager
 def local_executor(workers: int, scheduler_address: str | None = None) -> Iterator[Executor]:
-    """A pool of `workers` processes on this machine (0 = all cores)."""
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    """A pool of `workers` processes on this machine (0 = all cores), forked: they start with what
+    the parent imported and cached (see warm_up)."""
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=fork) as pool:
         yield pool
 
 
@@ -60,10 +63,17 @@ def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -
     return f"chunk-{index:05d}-{digest}.npy"
 
 
-def _save_atomically(path: Path, array: np.ndarray) -> None:
+def _save_atomically(path: Path, rows: list[np.ndarray]) -> None:
+    """np.save(path, np.stack(rows)), through a temporary file and without the stacked copy."""
+    shape, dtype = rows[0].shape, rows[0].dtype
+    if any(row.shape != shape or row.dtype != dtype for row in rows):
+        raise MusictagError(f"{path.name}: spectrograms of different shapes or dtypes in one chunk")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(rows), *shape)}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.save(handle, array)
+        np.lib.format.write_array_header_1_0(handle, header)
+        for row in rows:
+            handle.write(np.ascontiguousarray(row).data)
     os.replace(tmp, path)
 
 
@@ -71,7 +81,7 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
             executor: str = "processes", workers: int = 0, scheduler_address: str | None = None) -> dict:
     """Compute `spectrogram_of(path, **front_end)` for every song and write the store to `out_dir`.
 
-    Returns a summary (songs, chunks, songs/s, resumed chunks). Memory holds one chunk at a time.
+    Returns a summary (songs, chunks, songs/s, resumed chunks). Memory holds two chunks at a time.
     """
     if executor not in EXECUTORS:
         raise MusictagError(f"spectrograms.executor: unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
@@ -92,20 +102,25 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
     if resumed_songs:
         print(f"resuming: {len(names) - len(pending)} of {len(names)} chunks ({resumed_songs} songs) already done")
 
-    compute = partial(spectrogram_of, **front_end)
     started = time.perf_counter()
+    if executor == "processes" and pending:
+        warm_up(**front_end)  # once here rather than in every (forked) worker
+    compute = partial(spectrogram_of, **front_end)
     shape = None
     with EXECUTORS[executor](workers, scheduler_address) as pool, \
             tqdm(total=len(ids), initial=resumed_songs, unit="song", desc="log-mel") as progress:
-        for name, start in pending:
-            chunk_paths = audio_paths[start:start + chunk_size]
+        submitted = (pool.map(compute, audio_paths[start:start + chunk_size]) for _, start in pending)
+        following = next(submitted, None)
+        for name, _ in pending:
+            # queue the next chunk's songs before collecting and writing this one's, so that the
+            # workers never wait for the parent
+            results, following = following, next(submitted, None)
             rows = []
-            for path, spectrogram in zip(chunk_paths, pool.map(compute, chunk_paths)):
+            for spectrogram in results:
                 rows.append(spectrogram)
                 progress.update()
-            chunk = np.stack(rows)
-            shape = chunk.shape[1:]
-            _save_atomically(scratch_dir / name, chunk)
+            shape = rows[0].shape
+            _save_atomically(scratch_dir / name, rows)
     elapsed_s = time.perf_counter() - started
     computed = len(ids) - resumed_songs
     rate = computed / elapsed_s if elapsed_s > 0 else float("nan")

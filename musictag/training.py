@@ -9,17 +9,23 @@ config and training log, so a `.keras` file is never separated from how it was m
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
-import keras
-import pandas as pd
-import tensorflow as tf
+# TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; with musictag.models.conv2d they train
+# the CNNs 1.7x faster on an AVX2 CPU (benchmarks/train_speed.py). Read when TensorFlow is imported, so
+# before keras; only training sets it (TF then logs a line saying so, which `musictag tag` need not print).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from musictag.errors import MusictagError
-from musictag.models import MODELS, build_model
-from musictag.records import make_dataset, read_index, steps_per_epoch
+import keras  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from musictag.errors import MusictagError  # noqa: E402
+from musictag.models import MODELS, build_model  # noqa: E402
+from musictag.records import make_dataset, read_index, steps_per_epoch  # noqa: E402
 
 STRATEGIES = {
     "default": tf.distribute.get_strategy,  # one device: the GPU if there is one, else the CPU
@@ -76,6 +82,44 @@ def resume_epoch(backup_dir: Path, history_csv: Path) -> int:
     return epoch
 
 
+def worker_dirs(distribution: tf.distribute.Strategy, *dirs: Path) -> tuple[Path, ...]:
+    """The directories this process writes: `dirs` themselves on the chief (or on a single machine).
+
+    In a multi-worker run every worker must save checkpoints too (saving is a collective operation),
+    but only the chief's copies are the run's outputs; the others write beside them, suffixed with
+    their task, so two workers sharing a disk never write the same file and a crashed worker still
+    finds its own BackupAndRestore state.
+    """
+    if distribution.extended.should_checkpoint:
+        return dirs
+    resolver = distribution.cluster_resolver
+    return tuple(path.with_name(f"{path.name}-{resolver.task_type}{resolver.task_id}") for path in dirs)
+
+
+def prepare_multi_worker_fit(network: keras.Model, n_mels: int, n_frames: int, n_tags: int) -> None:
+    """Work around Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585), two faults:
+
+    - fit learns the input shapes from a first batch it averages over all workers eagerly, which fails;
+      so the optimizer's and metrics' variables are built here from the known shapes and that step skipped;
+    - each step's scalar logs (loss, metrics) are averaged across workers along axis 0, which a scalar
+      lacks; they are averaged as scalars instead (Keras' own reduce for every other case).
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    network._symbolic_build(data_batch=(keras.KerasTensor((None, n_mels, n_frames, 1)),
+                                        keras.KerasTensor((None, n_tags))))
+    network._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    keras_reduce = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    reduce_per_replica.__wrapped__ = keras_reduce
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -> None:
     """Fail before any work, naming the param."""
     if model not in MODELS:
@@ -103,11 +147,13 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
     index = read_index(shards_dir)
     n_mels, n_frames = index["spectrogram_shape"]
     n_tags = len(index["tag_names"])
+    distribution = STRATEGIES[strategy]()  # first: MultiWorkerMirroredStrategy must precede other TF work
+    out_dir, backup_dir, live_dir = worker_dirs(distribution, out_dir, backup_dir, live_dir)
     keras.utils.set_random_seed(seed)
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    with STRATEGIES[strategy]().scope():
+    with distribution.scope():
         network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
         network.compile(
             optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon),
@@ -116,6 +162,8 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
                      keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
             jit_compile=jit_compile,
         )
+        if strategy == "multi_worker":
+            prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
     steps = steps_per_epoch(index, "train", batch_size)
     resuming = backup_dir.exists()
     if not resuming:
@@ -123,6 +171,11 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
     first_epoch = resume_epoch(backup_dir, out_dir / HISTORY)
     train_data = epochs_of_data(shards_dir, batch_size, shuffle_buffer, seed, first_epoch, epochs)
     valid_data = make_dataset(shards_dir, "valid", batch_size)
+    # Several workers each read the same seeded stream and keep every n-th batch: sharding by file
+    # would need at least as many shard files as workers, and would change the order with their number.
+    sharding = tf.data.Options()
+    sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_data, valid_data = train_data.with_options(sharding), valid_data.with_options(sharding)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "hyperparameters": hyperparameters, "n_tags": n_tags, "tag_names": index["tag_names"],
               "input_shape": [n_mels, n_frames, 1], "parameters": network.count_params(),

@@ -213,8 +213,19 @@ def test_log_mel_matches_librosa_on_the_same_samples(square_power):
     S = librosa.feature.melspectrogram(y=y, sr=12000, n_fft=512, hop_length=256, n_mels=96)
     expected = librosa.power_to_db(S**2 if square_power else S, ref=1.0)
     got = audio.log_mel(y, square_power=square_power)
-    assert got.shape == (96, 1366)
+    assert got.shape == (96, 1366) and got.dtype == np.float32
     assert np.abs(got - expected).max() <= 0.01  # see test_spectrogram_matches_librosa_algorithm1
+
+
+@pytest.mark.parametrize("ref, amin, top_db", [(2.5, 1e-5, None), (1e-3, 1e-10, 40.0)])
+def test_log_mel_scales_db_as_librosa_power_to_db(ref, amin, top_db):
+    """log_mel does power_to_db in place (natural log): other ref, amin and top_db than Algorithm 1's."""
+    y = music(5.0, 12000)[:, 0]
+    S = librosa.feature.melspectrogram(y=y, sr=12000, n_fft=512, hop_length=256, n_mels=96)
+    expected = librosa.power_to_db(S**2, ref=ref, amin=amin, top_db=top_db)
+    assert np.abs(audio.log_mel(y, ref=ref, amin=amin, top_db=top_db) - expected).max() <= 0.01
+    with pytest.raises(librosa.ParameterError):
+        audio.log_mel(y, amin=0.0)
 
 
 def test_front_end_params_reach_log_mel_and_load_window(songs):
@@ -267,6 +278,11 @@ def test_audioread_fallback_gives_the_same_window(tmp_path, monkeypatch):
     assert np.abs(audio.load_window(path) - expected).max() <= 2e-6
     result = audio.check_audio(path)
     assert result.ok and (result.channels, result.sample_rate_hz) == (2, 22050)
+
+
+def test_load_window_names_a_file_with_nan_samples(tmp_path):
+    with pytest.raises(MusictagError, match="nan.wav: cannot decode audio"):
+        audio.load_window(build_nan_wav(tmp_path))
 
 
 def test_load_window_names_an_undecodable_file(tmp_path):

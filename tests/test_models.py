@@ -2,6 +2,9 @@
 import pytest
 
 from musictag.errors import MusictagError
+import keras
+
+from musictag import models
 from musictag.models import MODELS, build_model
 
 # (layer name, output shape without batch, trainable parameters or None) from tables 3.2-3.7
@@ -60,3 +63,31 @@ def test_unknown_model_lists_known_ones():
 def test_input_too_small_for_the_architecture_is_one_clear_error():
     with pytest.raises(MusictagError, match="k2c2 cannot take input 16x1366"):
         build_model("k2c2", n_tags=50, n_mels=16, n_frames=1366)
+
+
+@pytest.mark.parametrize("kernel, padding, input_shape", [
+    ((6, 4), "valid", (6, 20, 1)),   # as tall as its input: folded into a 1x4 convolution (k2c1's unit1)
+    ((3, 3), "same", (8, 12, 5)),    # k2c2's kernels, matmul kernel gradient taps side by side (few channels)
+    ((3, 3), "same", (7, 9, 16)),    # one matmul per tap; odd sizes test TF's SAME padding split
+    ((1, 4), "same", (5, 16, 3)),    # k1c2's kernels
+    ((1, 1), "same", (4, 6, 8)),     # short_resnet's projection
+])
+def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, padding, input_shape):
+    """models.conv2d's faster TensorFlow paths compute what keras.layers.Conv2D computes, forward and backward."""
+    import numpy as np
+    import tensorflow as tf
+
+    monkeypatch.setattr(models, "_onednn_on_cpu", lambda: True)  # take the matmul gradient path
+    fast, plain = models.conv2d(7, kernel, padding, name="fast"), keras.layers.Conv2D(7, kernel, padding=padding)
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, *input_shape)), tf.float32)
+    fast.build(x.shape), plain.build(x.shape)
+    plain.set_weights(fast.get_weights())
+    results = []
+    for layer in (fast, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.sin(y))  # an upstream gradient that differs per element
+        results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)

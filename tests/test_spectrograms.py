@@ -1,4 +1,6 @@
 """Catalogue-wide log-mel extraction: few large files, resumable, identical on processes and Dask."""
+import io
+
 import numpy as np
 import pytest
 import soundfile
@@ -37,6 +39,15 @@ def test_store_holds_each_song_in_few_files(tmp_path, songs):
         assert stored[song_id].shape == (96, 141)
         np.testing.assert_array_equal(stored[song_id], spectrogram_of(path, **FRONT_END))
     assert not (tmp_path / "store.partial").exists()
+
+
+def test_chunks_are_the_files_np_save_writes(tmp_path, songs):
+    ids, paths = songs
+    extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+    for chunk in read_index(tmp_path / "store")["chunks"]:
+        expected = io.BytesIO()
+        np.save(expected, np.stack([spectrogram_of(paths[ids.index(i)], **FRONT_END) for i in chunk["ids"]]))
+        assert (tmp_path / "store" / chunk["file"]).read_bytes() == expected.getvalue()
 
 
 def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys):

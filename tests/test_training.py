@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,3 +108,35 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards)
     assert list(history_b["epoch"]) == [0, 1, 2]
     np.testing.assert_allclose(history_b["loss"], history_a["loss"], rtol=1e-5)
     assert resumed["best_val_auc"] == pytest.approx(straight["best_val_auc"], abs=1e-4)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, tiny_shards):
+    """Two processes on loopback, TF_CONFIG as on two machines: one epoch, gradients all-reduced."""
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    out = tmp_path / "mw"
+    script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+              f"{str(out / 'backup')!r}, {str(out / 'live')!r}, epochs=1, strategy='multi_worker', **{FAST!r})")
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    chief, other = out / "model", out / "model-worker1"  # worker 0 is the chief; the other writes beside it
+    assert pd.read_csv(chief / "history.csv")["loss"].tolist() == pd.read_csv(other / "history.csv")["loss"].tolist()
+    # trainable weights equal: the gradients were averaged over the workers (batch-norm moving statistics
+    # stay each worker's own, as with any tf.distribute strategy without synchronised batch norm)
+    models = [keras.saving.load_model(path / "last.keras") for path in (chief, other)]
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(*(m.trainable_weights for m in models)))
+    assert (out / "live" / "metrics.json").exists() and not (out / "backup").exists()
