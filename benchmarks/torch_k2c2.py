@@ -1,7 +1,7 @@
 """k2c2 training throughput: Keras on TensorFlow against the same network written in PyTorch.
 
     pip install -r requirements-bench.txt                  # torch==2.13.0 (CPU), for this benchmark only
-    python benchmarks/torch_k2c2.py --steps 5              # before, after, torch; interleaved step by step
+    python benchmarks/torch_k2c2.py --steps 5              # before, after, torch (NCHW, channels_last), interleaved
     python benchmarks/torch_k2c2.py --configs before,torch,onednn-plain-conv,after
     python benchmarks/torch_k2c2.py --profile before       # per-layer forward/backward op time of one TF step
 
@@ -68,6 +68,8 @@ def torch_worker(spec: dict) -> None:
     batch = np.load(spec["batch"])
     x, y = torch.from_numpy(batch["x"]), torch.from_numpy(batch["y"])
     model = torch_k2c2(n_tags=y.shape[1], n_mels=x.shape[1])
+    if spec.get("channels_last"):  # NHWC activations: oneDNN's fast path, 1.5-2x faster here than NCHW
+        model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     loss_fn = torch.nn.BCELoss()
@@ -109,7 +111,7 @@ def main() -> None:
         spec = json.loads(sys.argv[2])
         return torch_worker(spec) if spec["framework"] == "torch" else tf_worker(spec)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="before,after,torch", help=f"from {list(CONFIGS)}")
+    parser.add_argument("--configs", default="before,after,torch,torch-channels-last", help=f"from {list(CONFIGS)}")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (rounds) per configuration")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -138,11 +140,14 @@ def main() -> None:
     print(f"\nk2c2 training examples/s at batch {args.batch_size}, median of {args.steps} interleaved steps:")
     for name in configs:
         print(f"  {name:22s} {eps[name]:6.2f} examples/s  ({statistics.median(times[name]):.2f} s/step)")
-    if "torch" in times:
+    torch_configs = [name for name in configs if CONFIGS[name]["framework"] == "torch"]
+    if torch_configs:  # against PyTorch's best configuration, round by round
+        fastest = [min(times[name][r] for name in torch_configs) for r in range(args.steps)]
         for name in configs:
-            if name != "torch":
-                ratio = statistics.median(t / s for s, t in zip(times[name], times["torch"]))
-                print(f"  TF/PyTorch ratio, {name}: {ratio:.2f} (goal >= 1.0)")
+            if name not in torch_configs:
+                ratio = statistics.median(t / s for s, t in zip(times[name], fastest))
+                print(f"  TF/PyTorch ratio, {name}: {ratio:.2f} against the faster of {', '.join(torch_configs)}"
+                      f" (goal >= 1.0)")
 
 
 if __name__ == "__main__":
