@@ -30,7 +30,6 @@ from musictag.errors import MusictagError
 INDEX_NAME = "index.json"
 COMPRESSIONS = ("", "GZIP", "ZLIB")
 SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
-OPEN_CHUNKS = 64  # memory maps kept open at once: MSD's store has ~1000 chunks, each map holds a file descriptor
 FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24
 
 
@@ -44,7 +43,11 @@ def _read_json(path: Path, what: str, hint: str) -> dict:
 
 
 class _Store:
-    """The spectrogram store, one clip at a time from memory-mapped chunks, so no split is held in RAM."""
+    """The spectrogram store, one clip at a time read from its chunk file, so no split is held in RAM.
+
+    Rows are read with plain file reads rather than from memory maps: in shuffled order every row of a
+    mapped chunk would stay counted in the process's memory, which then grows with the catalogue.
+    """
 
     def __init__(self, store_dir):
         self.dir = Path(store_dir)
@@ -56,28 +59,38 @@ class _Store:
                              for row, id_ in enumerate(chunk["ids"])}
             self.n_rows = {chunk["file"]: len(chunk["ids"]) for chunk in index["chunks"]}
         except (KeyError, TypeError, ValueError) as err:
-            raise MusictagError(f"{path}: not a spectrogram index (bad or missing {_first_line(err)})") from None
+            raise MusictagError(f"{path}: malformed spectrogram index ({_first_line(err)})") from None
         self.front_end = index.get("front_end", {})
-        self._chunk = functools.lru_cache(maxsize=OPEN_CHUNKS)(self._open_chunk)
+        self._data_offset = functools.cache(self._check_chunk)
 
-    def _open_chunk(self, name: str) -> np.ndarray:
+    def _check_chunk(self, name: str) -> int:
+        """The byte offset of the rows in chunk `name`, after checking its .npy header against the index."""
         path = self.dir / name
         try:
-            chunk = np.load(path, mmap_mode="r", allow_pickle=False)
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran_order, dtype = read_header(handle)
+                offset = handle.tell()
         except (OSError, ValueError) as err:
             raise MusictagError(f"{path}: cannot read spectrogram chunk ({_first_line(err)})") from None
         expected = (self.n_rows[name],) + self.shape
-        if chunk.dtype != np.float32 or chunk.shape != expected:
-            raise MusictagError(f"{path}: expected float32 of shape {expected}, got {chunk.dtype} {chunk.shape}")
-        return chunk
+        if dtype != np.float32 or shape != expected or fortran_order:
+            raise MusictagError(f"{path}: expected float32 of shape {expected}, got {dtype} {shape}")
+        if path.stat().st_size < offset + np.prod(expected) * 4:
+            raise MusictagError(f"{path}: cannot read spectrogram chunk (truncated)")
+        return offset
 
     def __contains__(self, id_: str) -> bool:
         return id_ in self.location
 
     def __getitem__(self, id_: str) -> np.ndarray:
-        """The float32 log-mel of one clip, (n_mels, n_frames), copied out of its chunk's memory map."""
+        """The float32 log-mel of one clip, (n_mels, n_frames)."""
         name, row = self.location[id_]
-        return np.array(self._chunk(name)[row])
+        row_floats = int(np.prod(self.shape))
+        offset = self._data_offset(name) + row * row_floats * 4
+        return np.fromfile(self.dir / name, dtype="<f4", count=row_floats, offset=offset).reshape(self.shape)
 
 
 # --- writing ----------------------------------------------------------------------------------------------
