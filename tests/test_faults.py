@@ -1,12 +1,21 @@
 """Faults a real catalogue brings: broken audio through the real pipeline, and bad params."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import write_store
 from dvc_repo import DvcRepo
+from musictag.datasets import Manifest
+from musictag.records import write_shards
+from musictag.spectrograms import extract, iter_spectrograms, read_index
 from test_audio import BAD_FILES, write
+from test_records import tree_bytes
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +77,80 @@ def test_bad_params_fail_at_once_with_one_line(tmp_path, stage, key, value, name
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("musictag: error: ") and named in last, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def kill_9_when(script: str, ready) -> None:
+    """Run `script` in a new process group and SIGKILL the whole group (workers too) once ready() holds."""
+    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not ready():
+        assert child.poll() is None, f"the run ended (exit {child.returncode}) before it could be killed"
+        assert time.time() < deadline, "the run never got far enough to be killed"
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+# the same work, made slow enough per item that the kill lands mid-run
+SLOW_EXTRACTION = """
+import time
+from pathlib import Path
+from musictag import spectrograms
+from musictag.audio import spectrogram_of
+
+def slow(path, **front_end):
+    time.sleep(0.3)
+    return spectrogram_of(path, **front_end)
+
+spectrograms.spectrogram_of = slow
+spectrograms.extract({ids!r}, {paths!r}, Path({out!r}), {front_end!r}, chunk_size=2, workers=2)
+"""
+SLOW_SHARDING = """
+import time
+from pathlib import Path
+from musictag import records
+from musictag.datasets import Manifest
+
+read_row = records._Store.__getitem__
+records._Store.__getitem__ = lambda store, id_: (time.sleep(0.05), read_row(store, id_))[1]
+records.write_shards(Path({store!r}), Manifest.read(Path({manifest!r})), Path({out!r}), examples_per_shard=4,
+                     compression="", seed=3)
+"""
+
+
+def test_kill_9_mid_extraction_then_rerun_gives_the_uninterrupted_store(tmp_path):
+    front_end = {"sample_rate_hz": 12000, "duration_s": 3.0}
+    ids = [f"s{i}" for i in range(12)]
+    paths = [str(write(tmp_path / f"{id_}.wav", 2.0 + i % 3, 16000)) for i, id_ in enumerate(ids)]
+    store, scratch = tmp_path / "store", tmp_path / "store.partial"
+    kill_9_when(SLOW_EXTRACTION.format(ids=ids, paths=paths, out=str(store), front_end=front_end),
+                lambda: any(scratch.glob("chunk-*.npy")))
+    assert not store.exists()  # nothing is published before the whole store is done
+    done_before = {path.name for path in scratch.glob("chunk-*.npy")}
+    resumed = extract(ids, paths, store, front_end, chunk_size=2, workers=2)
+    assert resumed["resumed_songs"] == 2 * len(done_before) < len(ids)
+    extract(ids, paths, tmp_path / "fresh", front_end, chunk_size=2, workers=1)
+    assert read_index(store) == read_index(tmp_path / "fresh")
+    for (id_a, a), (id_b, b) in zip(iter_spectrograms(store), iter_spectrograms(tmp_path / "fresh"), strict=True):
+        assert id_a == id_b and np.array_equal(a, b)
+
+
+def test_kill_9_mid_sharding_keeps_the_previous_shards_and_a_rerun_writes_the_uninterrupted_ones(tmp_path):
+    ids = [f"clip{i:02d}" for i in range(40)]
+    write_store(tmp_path / "store", ids)
+    clips = pd.DataFrame({"id": ids, "audio_path": [f"{i}.flac" for i in ids], "artist": "a", "title": ids,
+                          "split": ["train"] * 24 + ["valid"] * 8 + ["test"] * 8})
+    manifest = Manifest(clips, ["t0", "t1"], np.random.default_rng(0).random((40, 2)) < 0.5)
+    manifest.write(tmp_path / "manifest.csv")
+    out, partial = tmp_path / "shards", tmp_path / "shards.partial"
+    write_shards(tmp_path / "store", manifest, out, examples_per_shard=4, compression="", seed=1)
+    previous = tree_bytes(out)
+    kill_9_when(SLOW_SHARDING.format(store=str(tmp_path / "store"), manifest=str(tmp_path / "manifest.csv"),
+                                     out=str(out)),
+                lambda: partial.exists() and any(partial.glob("*.tfrecord")))
+    assert tree_bytes(out) == previous  # the killed run touched only its .partial directory
+    write_shards(tmp_path / "store", manifest, out, examples_per_shard=4, compression="", seed=3)
+    write_shards(tmp_path / "store", manifest, tmp_path / "fresh", examples_per_shard=4, compression="", seed=3)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh") != previous
+    assert not partial.exists()
