@@ -9,12 +9,9 @@ linearly and memory stay flat; the last lines extrapolate every stage after the 
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 MSD_SONGS = 242_000
 STAGES = {
@@ -44,7 +41,6 @@ train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/backup'), Path(r
 }
 MEASURE = """
 import resource, sys, time
-from pathlib import Path
 started = time.perf_counter()
 {body}
 print('RESULT', time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

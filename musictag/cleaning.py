@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from musictag.audio import REJECT_REASONS, check_many
 from musictag.datasets import SPLITS, Manifest
 from musictag.paths import resolve

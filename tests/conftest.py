@@ -1,4 +1,9 @@
 """Shared fixtures: a tiny embedded corpus rendered once per test session."""
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +73,16 @@ def tiny_model(tiny_shards, tmp_path_factory):
     train(tiny_shards, root / "model", root / "backup", root / "live", model="k2c1", hyperparameters={},
           epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)
     return root / "model"
+
+
+def kill_9_when(script: str, ready) -> None:
+    """Run `script` in a new process group and SIGKILL the whole group (workers too) once ready() holds."""
+    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not ready():
+        assert child.poll() is None, f"the run ended (exit {child.returncode}) before it could be killed"
+        assert time.time() < deadline, "the run never got far enough to be killed"
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()

@@ -1,15 +1,12 @@
 """Faults a real catalogue brings: broken audio through the real pipeline, and bad params."""
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_store
+from conftest import kill_9_when, write_store
 from dvc_repo import DvcRepo
 from musictag.datasets import Manifest
 from musictag.records import write_shards
@@ -77,19 +74,6 @@ def test_bad_params_fail_at_once_with_one_line(tmp_path, stage, key, value, name
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("musictag: error: ") and named in last, done.stderr
     assert "Traceback" not in done.stderr
-
-
-def kill_9_when(script: str, ready) -> None:
-    """Run `script` in a new process group and SIGKILL the whole group (workers too) once ready() holds."""
-    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not ready():
-        assert child.poll() is None, f"the run ended (exit {child.returncode}) before it could be killed"
-        assert time.time() < deadline, "the run never got far enough to be killed"
-        time.sleep(0.02)
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
 
 
 # the same work, made slow enough per item that the kill lands mid-run

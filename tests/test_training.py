@@ -1,17 +1,16 @@
 """Real TensorFlow training on tiny shards: checkpoints, logs, seeding, resume after kill -9, bad params."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import kill_9_when
 from musictag.errors import MusictagError
 from musictag.training import train
 
@@ -50,16 +49,8 @@ def test_kill_9_mid_run_then_rerun_continues_from_the_last_epoch(tmp_path, tiny_
     out = tmp_path / "k"
     script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'backup')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history_csv = out / "model" / "history.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and child.poll() is None:
-        if history_csv.exists() and len(history_csv.read_text().splitlines()) >= 2:  # header + epoch 0
-            break
-        time.sleep(0.2)
-    assert child.poll() is None, "training ended before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_9_when(script, lambda: history_csv.exists() and len(history_csv.read_text().splitlines()) >= 2)  # epoch 0
     finished = len(pd.read_csv(history_csv))
     assert 1 <= finished < 4 and (out / "backup").exists()
 
