@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import CONFIGS, Worker, interleaved, save_batch, tf_worker  # noqa: E402
+from train_speed import (CONFIGS, Worker, add_step_options, interleaved, save_batch, tf_worker,  # noqa: E402
+                         worker_spec)
 
 
 def torch_k2c2(n_tags: int, n_mels: int = 96, widths=(67, 135, 135, 203, 271),
@@ -112,10 +113,7 @@ def main() -> None:
         return torch_worker(spec) if spec["framework"] == "torch" else tf_worker(spec)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="before,after,torch,torch-channels-last", help=f"from {list(CONFIGS)}")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (rounds) per configuration")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--inter-op", type=int, default=0, help="tf inter-op threads, 0 = TF's default")
+    add_step_options(parser, steps=5)
     parser.add_argument("--profile", metavar="CONFIG", help="profile one step of this configuration instead")
     args = parser.parse_args()
     configs = [args.profile] if args.profile else args.configs.split(",")
@@ -124,8 +122,7 @@ def main() -> None:
         source, n_tags = save_batch(Path(tmp) / "batch.npz", args.batch_size)
         print(f"k2c2, batch {args.batch_size} of (96, 1366, 1), {n_tags} tags: {source}; {os.cpu_count()} cores",
               flush=True)
-        workers = [Worker(c, {**CONFIGS[c], "arch": "k2c2", "batch": f"{tmp}/batch.npz", "warmup": args.warmup,
-                              **({"inter_op": args.inter_op} if args.inter_op else {})}, script, Path(tmp)) for c in configs]
+        workers = [Worker(c, worker_spec(c, "k2c2", f"{tmp}/batch.npz", args), script, Path(tmp)) for c in configs]
         try:
             for worker in workers:
                 print(f"  {worker.name}: {worker.ready()}", flush=True)

@@ -44,6 +44,21 @@ CONFIGS = {
     "torch": {"framework": "torch"},
     "torch-channels-last": {"framework": "torch", "channels_last": True},  # PyTorch's faster CPU layout
 }
+TF_CONFIGS = [name for name, spec in CONFIGS.items() if spec["framework"] == "tf"]
+
+
+def add_step_options(parser: argparse.ArgumentParser, steps: int) -> None:
+    """The options of every interleaved-steps benchmark (this one's `speed` and torch_k2c2.py)."""
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps (rounds) per configuration")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--inter-op", type=int, default=0, help="tf inter-op threads, 0 = TF's default")
+
+
+def worker_spec(config: str, arch: str, batch_path: str, args: argparse.Namespace) -> dict:
+    """What a worker process needs: the configuration's settings, the architecture, the batch, the options."""
+    return {**CONFIGS[config], "arch": arch, "batch": batch_path, "warmup": args.warmup,
+            **({"inter_op": args.inter_op} if args.inter_op else {})}
 
 
 # --- the batch every worker trains on --------------------------------------------------------------------
@@ -255,8 +270,7 @@ def run_speed(args) -> None:
               f"{args.steps} timed steps per configuration after {args.warmup} warm-up step(s)")
         table = []
         for arch in args.archs.split(","):
-            specs = {c: {**CONFIGS[c], "arch": arch, "batch": f"{tmp}/batch.npz", "warmup": args.warmup,
-                         **({"inter_op": args.inter_op} if args.inter_op else {})} for c in configs}
+            specs = {c: worker_spec(c, arch, f"{tmp}/batch.npz", args) for c in configs}
             if args.sequential:
                 table.append((arch, summarize(sequential(specs, script, Path(tmp), args.steps, arch),
                                               args.batch_size, configs[0])))
@@ -369,11 +383,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     speed = sub.add_parser("speed", help="examples/s per architecture")
     speed.add_argument("--archs", default=",".join(ARCHS))
-    speed.add_argument("--configs", default="before,after", help=f"first is the reference; from {list(CONFIGS)[:-1]}")
-    speed.add_argument("--steps", type=int, default=3, help="timed steps (rounds) per configuration")
-    speed.add_argument("--warmup", type=int, default=1)
-    speed.add_argument("--batch-size", type=int, default=16)
-    speed.add_argument("--inter-op", type=int, default=0, help="tf inter-op threads, 0 = TF's default")
+    speed.add_argument("--configs", default="before,after", help=f"first is the reference; from {TF_CONFIGS}")
+    add_step_options(speed, steps=3)
     speed.add_argument("--profile", action="store_true", help="print one profiled step per configuration instead")
     speed.add_argument("--sequential", action="store_true",
                        help="run the configurations one after the other, not side by side (short_resnet at batch "
@@ -386,8 +397,9 @@ def main() -> None:
     pipeline.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     if args.what == "speed":
-        if any(CONFIGS[name]["framework"] == "torch" for name in args.configs.split(",")):
-            parser.error("torch runs k2c2 only: use benchmarks/torch_k2c2.py")
+        if not set(args.configs.split(",")) <= set(TF_CONFIGS):
+            parser.error(f"speed runs TensorFlow configurations, from {TF_CONFIGS}; PyTorch (k2c2): "
+                         "benchmarks/torch_k2c2.py")
         run_speed(args)
     else:
         run_pipeline(args)
