@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from musictag.audio import spectrogram_of, warm_up
 from musictag.errors import MusictagError
+from musictag.paths import REPO_ROOT
 
 INDEX_NAME = "index.json"
 
@@ -58,8 +59,12 @@ EXECUTORS = {"processes": local_executor, "dask": dask_executor}
 
 
 def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -> str:
-    """A chunk's file name carries a digest of what it holds, so stale scratch work is never reused."""
-    digest = hashlib.sha256(json.dumps([ids, paths, front_end], sort_keys=True).encode()).hexdigest()[:12]
+    """A chunk's file name carries a digest of what it holds, so stale scratch work is never reused.
+    Paths inside the repository enter it relative to the root: the store of a clone elsewhere, or of
+    another machine, has the same names and so the same DVC hash."""
+    portable = [str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_relative_to(REPO_ROOT) else str(path)
+                for path in paths]
+    digest = hashlib.sha256(json.dumps([ids, portable, front_end], sort_keys=True).encode()).hexdigest()[:12]
     return f"chunk-{index:05d}-{digest}.npy"
 
 

@@ -7,7 +7,8 @@ import soundfile
 
 from musictag.audio import spectrogram_of
 from musictag.errors import MusictagError
-from musictag.spectrograms import extract, iter_spectrograms, read_index
+from musictag.paths import REPO_ROOT
+from musictag.spectrograms import _chunk_name, extract, iter_spectrograms, read_index
 
 FRONT_END = {"sample_rate_hz": 12000, "duration_s": 3.0, "n_fft": 512, "hop_length": 256, "n_mels": 96}
 
@@ -106,3 +107,12 @@ def test_bad_params_name_the_param(tmp_path, songs):
         extract(ids, paths, tmp_path / "s", FRONT_END, chunk_size=0)
     with pytest.raises(MusictagError, match="spectrograms.scheduler_address"):
         extract(ids, paths, tmp_path / "s", FRONT_END, executor="dask", scheduler_address="")
+
+
+def test_chunk_names_do_not_depend_on_where_the_repository_lies():
+    """The same files named from another clone give the same chunk names, hence the same DVC hash."""
+    relative = ["data/corpus/a.flac", "data/corpus/b.flac"]
+    absolute = [str(REPO_ROOT / path) for path in relative]
+    assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) == _chunk_name(0, ["a", "b"], relative, FRONT_END)
+    assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) != _chunk_name(0, ["a", "b"], ["/x/a.flac", "/x/b.flac"],
+                                                                           FRONT_END)
