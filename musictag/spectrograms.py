@@ -5,12 +5,15 @@ plus `index.json` naming the ids of each chunk. Few large files keep DVC's hashi
 240k songs); chunks are finished in a scratch directory beside the output that DVC does not delete,
 so a rerun after an interruption skips every chunk already written. Work runs on local processes
 or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through the
-concurrent.futures `Executor.map` interface, so the two give identical arrays.
+concurrent.futures `Executor.map` interface, so the two give identical arrays. Local workers write
+their rows straight into the chunk file (the parent would otherwise spend a core's tenth receiving
+half a megabyte a song); Dask workers, which may not see this file system, send them back.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -24,7 +27,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from musictag.audio import spectrogram_of, warm_up
+from musictag.audio import spectrogram_of, spectrogram_shape, warm_up
 from musictag.errors import MusictagError
 from musictag.paths import REPO_ROOT
 
@@ -55,7 +58,8 @@ def dask_executor(workers: int, scheduler_address: str | None) -> Iterator[Execu
         yield client.get_executor()
 
 
-EXECUTORS = {"processes": local_executor, "dask": dask_executor}
+# name: (executor, whether its workers share this machine's files and so write their own rows)
+EXECUTORS = {"processes": (local_executor, True), "dask": (dask_executor, False)}
 
 
 def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -> str:
@@ -68,25 +72,45 @@ def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -
     return f"chunk-{index:05d}-{digest}.npy"
 
 
-def _save_atomically(path: Path, rows: list[np.ndarray]) -> None:
-    """np.save(path, np.stack(rows)), through a temporary file and without the stacked copy."""
-    shape, dtype = rows[0].shape, rows[0].dtype
-    if any(row.shape != shape or row.dtype != dtype for row in rows):
-        raise MusictagError(f"{path.name}: spectrograms of different shapes or dtypes in one chunk")
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(rows), *shape)}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> int:
+    """Create `path` as np.save would write a float32 (n_rows, *row_shape) array, rows still zero;
+    return the byte offset of row 0. Rows are then written in place, by any process."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (n_rows, *row_shape)}
+    with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
-        for row in rows:
-            handle.write(np.ascontiguousarray(row).data)
-    os.replace(tmp, path)
+        data_offset = handle.tell()
+        handle.truncate(data_offset + n_rows * math.prod(row_shape) * 4)
+    return data_offset
+
+
+def _write_row(path: Path, offset: int, row: np.ndarray, row_shape: tuple[int, ...]) -> None:
+    if row.shape != row_shape or row.dtype != np.float32:
+        raise MusictagError(f"{path.name}: a spectrogram of shape {row.shape} ({row.dtype}) where the front end "
+                            f"gives {row_shape} (float32)")
+    descriptor = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(descriptor, np.ascontiguousarray(row).data, offset)
+    finally:
+        os.close(descriptor)
+
+
+def _compute_row(audio_path: str, offset: int, front_end: dict, chunk_path: Path | None,
+                 row_shape: tuple[int, ...]) -> np.ndarray | None:
+    """One song's spectrogram, written at `offset` of `chunk_path` when given, else returned."""
+    row = spectrogram_of(audio_path, **front_end)
+    if chunk_path is None:
+        return row
+    _write_row(chunk_path, offset, row, row_shape)
+    return None
 
 
 def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: dict, chunk_size: int = 256,
             executor: str = "processes", workers: int = 0, scheduler_address: str | None = None) -> dict:
     """Compute `spectrogram_of(path, **front_end)` for every song and write the store to `out_dir`.
 
-    Returns a summary (songs, chunks, songs/s, resumed chunks). Memory holds two chunks at a time.
+    Returns a summary (songs, chunks, songs/s, resumed chunks). The parent holds no spectrogram with
+    local workers, and two chunks' worth with Dask's.
     """
     if executor not in EXECUTORS:
         raise MusictagError(f"spectrograms.executor: unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
@@ -108,33 +132,46 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
         print(f"resuming: {len(names) - len(pending)} of {len(names)} chunks ({resumed_songs} songs) already done")
 
     started = time.perf_counter()
+    make_executor, workers_write = EXECUTORS[executor]
     if executor == "processes" and pending:
         warm_up(**front_end)  # once here rather than in every (forked) worker
-    compute = partial(spectrogram_of, **front_end)
-    shape = None
-    with EXECUTORS[executor](workers, scheduler_address) as pool, \
-            tqdm(total=len(ids), initial=resumed_songs, unit="song", desc="log-mel") as progress:
-        submitted = (pool.map(compute, audio_paths[start:start + chunk_size]) for _, start in pending)
-        following = next(submitted, None)
-        for name, _ in pending:
-            # queue the next chunk's songs before collecting and writing this one's, so that the
-            # workers never wait for the parent
-            results, following = following, next(submitted, None)
-            rows = []
-            for spectrogram in results:
-                rows.append(spectrogram)
-                progress.update()
-            shape = rows[0].shape
-            _save_atomically(scratch_dir / name, rows)
+    row_shape = spectrogram_shape(**front_end)
+    row_bytes = math.prod(row_shape) * 4
+
+    def submit(pool: Executor, name: str, start: int) -> tuple[Path, list[int], Iterator]:
+        """Start chunk `name` in a temporary file and queue its songs."""
+        chunk_paths = audio_paths[start:start + chunk_size]
+        tmp = scratch_dir / (name + ".tmp")
+        first = _start_chunk(tmp, len(chunk_paths), row_shape)
+        offsets = [first + i * row_bytes for i in range(len(chunk_paths))]
+        compute = partial(_compute_row, front_end=front_end, chunk_path=tmp if workers_write else None,
+                          row_shape=row_shape)
+        return tmp, offsets, pool.map(compute, chunk_paths, offsets)
+
+    try:
+        with make_executor(workers, scheduler_address) as pool, \
+                tqdm(total=len(ids), initial=resumed_songs, unit="song", desc="log-mel") as progress:
+            submitted = (submit(pool, name, start) for name, start in pending)
+            following = next(submitted, None)
+            for name, _ in pending:
+                # queue the next chunk's songs before waiting for this one's, so that the workers
+                # never wait for the parent
+                (tmp, offsets, results), following = following, next(submitted, None)
+                for row, offset in zip(results, offsets, strict=True):
+                    if row is not None:
+                        _write_row(tmp, offset, row, row_shape)
+                    progress.update()
+                os.replace(tmp, scratch_dir / name)
+    finally:  # once the workers are done: a failed run leaves finished chunks only
+        for unfinished in scratch_dir.glob("*.tmp"):
+            unfinished.unlink()
     elapsed_s = time.perf_counter() - started
     computed = len(ids) - resumed_songs
     rate = computed / elapsed_s if elapsed_s > 0 else float("nan")
     print(f"extracted {computed} songs in {elapsed_s:.1f} s ({rate:.1f} songs/s)")
 
-    if shape is None:
-        shape = np.load(scratch_dir / names[0], mmap_mode="r").shape[1:]
     index = {
-        "shape": list(shape),
+        "shape": list(row_shape),
         "dtype": "float32",
         "front_end": front_end,
         "chunks": [{"file": name, "ids": ids[s:s + chunk_size]} for name, s in zip(names, starts)],

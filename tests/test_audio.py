@@ -233,18 +233,19 @@ def test_front_end_params_reach_log_mel_and_load_window(songs):
     assert audio.spectrogram_of(songs[10], duration_s=5.0).shape == (96, 1 + 60000 // 256)
 
 
-def test_load_window_reads_only_the_window_of_a_long_track(tmp_path, monkeypatch):
-    path = write(tmp_path / "five_minutes.flac", 300.0, 22050, 1, subtype="PCM_16")
+@pytest.mark.parametrize("subtype, source", [("PCM_16", "_FlacSource"), ("PCM_24", "_SoundfileSource")])
+def test_load_window_reads_only_the_window_of_a_long_track(tmp_path, monkeypatch, subtype, source):
+    path = write(tmp_path / "five_minutes.flac", 300.0, 22050, 1, subtype=subtype)
     expected = full_decode_window(path)
     frames_read = []
-    real_read = sf.SoundFile.read
+    real_read = getattr(audio, source).read
 
-    def counting_read(self, *args, **kwargs):
-        data = real_read(self, *args, **kwargs)
+    def counting_read(self, start, stop):
+        data = real_read(self, start, stop)
         frames_read.append(len(data))
         return data
 
-    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    monkeypatch.setattr(getattr(audio, source), "read", counting_read)
     got = audio.load_window(path)
     assert got.shape == (WINDOW_SAMPLES,) and got.dtype == np.float32
     # 2e-6 (~-114 dBFS): soxr on a slice rounds differently from soxr on the whole (measured <= 4e-7)
@@ -252,6 +253,33 @@ def test_load_window_reads_only_the_window_of_a_long_track(tmp_path, monkeypatch
     # the window, the margins, and at most one 147-sample step of the 22.05/12 kHz grid each side
     assert sum(frames_read) <= (29.12 + 2 * audio.RESAMPLER_MARGIN_S) * 22050 + 2 * 147
     assert sum(frames_read) >= 29.12 * 22050
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_dr_flac_gives_libsndfiles_samples_bit_for_bit(tmp_path, channels):
+    """16-bit FLAC goes through dr_flac: every window, seeks included, equals libsndfile's decode."""
+    path = write(tmp_path / "song.flac", 20.0, 44100, channels, subtype="PCM_16")
+    flac = audio._FlacSource.open(path)
+    assert isinstance(flac, audio._FlacSource) and (flac.n_frames, flac.sample_rate_hz) == (20 * 44100, 44100)
+    with sf.SoundFile(path) as file:
+        libsndfile = audio._SoundfileSource(file)
+        for start, stop in [(0, flac.n_frames), (1, 4097), (123_457, 600_001), (flac.n_frames - 10, flac.n_frames)]:
+            got, expected = flac.read(start, stop), libsndfile.read(start, stop)
+            assert got.dtype == expected.dtype == np.float32 and got.shape == (stop - start,)
+            assert np.array_equal(got, expected), (start, stop)
+
+
+def test_only_16_bit_flac_goes_through_dr_flac(tmp_path):
+    assert audio._FlacSource.open(write(tmp_path / "a.flac", subtype="PCM_24")) is None
+    assert audio._FlacSource.open(write(tmp_path / "a.wav", subtype="PCM_16")) is None
+    assert audio._FlacSource.open(build_bytes("junk.flac", b"fLaC" + bytes(200))(tmp_path)) is None
+
+
+def test_load_window_names_a_cut_16_bit_flac(tmp_path):
+    """dr_flac stops quietly where a file is cut; load_window must not zero-pad the loss away."""
+    path = cut(write(tmp_path / "cut.flac", 30.0, 16000, 1, subtype="PCM_16"), 0.5)
+    with pytest.raises(MusictagError, match=r"cut.flac: cannot decode audio \(decoded \d+ of \d+ frames"):
+        audio.load_window(path)
 
 
 @pytest.mark.parametrize("sample_rate_hz", [8000, 11025, 12000, 16000, 44100, 48000])
