@@ -6,6 +6,7 @@ recommendation share. A model directory holds best.keras and config.json (writte
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,15 +57,20 @@ class Tagger:
     """A trained model with its config; one forward pass gives probabilities and embeddings."""
 
     def __init__(self, model_dir: Path = DATA_DIR / "model", checkpoint: str = "best.keras"):
-        import keras  # here, not at the top: Predictions alone must not pay for importing Keras
-
-        model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
-        if not model_path.exists():
-            raise MusictagError(f"{model_path}: no trained model (run `dvc repro train`)")
+        self.model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
+        if not self.model_path.exists():
+            raise MusictagError(f"{self.model_path}: no trained model (run `dvc repro train`)")
         self.config = json.loads(config_path.read_text())
         self.tag_names: list[str] = self.config["tag_names"]
-        model = keras.saving.load_model(model_path)
-        self.model = keras.Model(model.inputs, [model.output, model.get_layer("embedding").output])
+
+    @functools.cached_property
+    def model(self):
+        """The Keras model, outputs (probabilities, embeddings), loaded on first use: importing
+        TensorFlow prints its own lines on some CPUs, and a bad input file should be told first."""
+        import keras  # here, not at the top: Predictions alone must not pay for importing Keras
+
+        model = keras.saving.load_model(self.model_path)
+        return keras.Model(model.inputs, [model.output, model.get_layer("embedding").output])
 
     def predict_batches(self, batches) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (n, n_tags) and embeddings (n, d) for an iterable of (batch, n_mels, n_frames, 1)."""
