@@ -41,6 +41,7 @@ train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/backup'), Path(r
 }
 MEASURE = """
 import resource, sys, time
+from pathlib import Path  # the stage bodies build paths
 started = time.perf_counter()
 {body}
 print('RESULT', time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
