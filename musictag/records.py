@@ -129,7 +129,7 @@ def _example(id_: str, spectrogram: np.ndarray, target: np.ndarray, dtype: np.dt
         "id": _bytes_feature(id_.encode()),
         "spectrogram": _bytes_feature(encoded.tobytes()),
         "target": _bytes_feature(target.tobytes()),
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)  # map entries sorted: upb orders them by a per-process hash seed
 
 
 def _shuffled_split(manifest: Manifest, split: str, store: _Store, seed: int) -> tuple[list[str], np.ndarray, int]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +239,18 @@ def test_missing_inputs_are_one_line_errors(corpus, tmp_path):
         make_dataset(tmp_path / "shards", "dev", batch_size=4)
     with pytest.raises(MusictagError, match="^batch_size: "):
         make_dataset(tmp_path / "shards", "train", batch_size=0)
+
+
+def test_shards_are_the_same_bytes_from_any_process(corpus, tmp_path):
+    """DVC hashes the shards: a rerun in a new process must write the same bytes, or `dvc repro` retrains.
+    (upb orders an Example's feature map by a per-process hash seed unless serialised deterministically.)"""
+    store_dir, manifest, _ = corpus
+    manifest.write(tmp_path / "manifest.csv")
+    write_shards(store_dir, manifest, tmp_path / "here", examples_per_shard=16)
+    script = ("import sys; from pathlib import Path; from musictag.datasets import Manifest; "
+              "from musictag.records import write_shards; "
+              "write_shards(Path(sys.argv[1]), Manifest.read(Path(sys.argv[2])), Path(sys.argv[3]), examples_per_shard=16)")
+    for name in ("process1", "process2"):
+        subprocess.run([sys.executable, "-c", script, str(store_dir), str(tmp_path / "manifest.csv"),
+                        str(tmp_path / name)], check=True, capture_output=True)
+        assert tree_bytes(tmp_path / name) == tree_bytes(tmp_path / "here")
