@@ -85,6 +85,7 @@ def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> int:
 
 
 def _write_row(path: Path, offset: int, row: np.ndarray, row_shape: tuple[int, ...]) -> None:
+    """Write one song's spectrogram at byte `offset` of a chunk file _start_chunk made."""
     if row.shape != row_shape or row.dtype != np.float32:
         raise MusictagError(f"{path.name}: a spectrogram of shape {row.shape} ({row.dtype}) where the front end "
                             f"gives {row_shape} (float32)")
