@@ -6,8 +6,8 @@ plus `index.json` naming the ids of each chunk. Few large files keep DVC's hashi
 so a rerun after an interruption skips every chunk already written. Work runs on local processes
 or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through the
 concurrent.futures `Executor.map` interface, so the two give identical arrays. Local workers write
-their rows straight into the chunk file (the parent would otherwise spend a core's tenth receiving
-half a megabyte a song); Dask workers, which may not see this file system, send them back.
+their rows straight into the chunk file (receiving half a megabyte a song in the parent cost ~14%
+of the songs/s on 2 cores); Dask workers, which may not see this file system, send them back.
 """
 from __future__ import annotations
 
@@ -72,16 +72,17 @@ def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -
     return f"chunk-{index:05d}-{digest}.npy"
 
 
-def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> int:
+def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> list[int]:
     """Create `path` as np.save would write a float32 (n_rows, *row_shape) array, rows still zero;
-    return the byte offset of row 0. Rows are then written in place, by any process."""
+    return the byte offset of each row. Rows are then written in place, by any process."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
               "shape": (n_rows, *row_shape)}
+    row_bytes = math.prod(row_shape) * np.dtype(np.float32).itemsize
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
         data_offset = handle.tell()
-        handle.truncate(data_offset + n_rows * math.prod(row_shape) * 4)
-    return data_offset
+        handle.truncate(data_offset + n_rows * row_bytes)
+    return [data_offset + i * row_bytes for i in range(n_rows)]
 
 
 def _write_row(path: Path, offset: int, row: np.ndarray, row_shape: tuple[int, ...]) -> None:
@@ -137,14 +138,12 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
     if executor == "processes" and pending:
         warm_up(**front_end)  # once here rather than in every (forked) worker
     row_shape = spectrogram_shape(**front_end)
-    row_bytes = math.prod(row_shape) * 4
 
     def submit(pool: Executor, name: str, start: int) -> tuple[Path, list[int], Iterator]:
         """Start chunk `name` in a temporary file and queue its songs."""
         chunk_paths = audio_paths[start:start + chunk_size]
         tmp = scratch_dir / (name + ".tmp")
-        first = _start_chunk(tmp, len(chunk_paths), row_shape)
-        offsets = [first + i * row_bytes for i in range(len(chunk_paths))]
+        offsets = _start_chunk(tmp, len(chunk_paths), row_shape)
         compute = partial(_compute_row, front_end=front_end, chunk_path=tmp if workers_write else None,
                           row_shape=row_shape)
         return tmp, offsets, pool.map(compute, chunk_paths, offsets)

@@ -233,6 +233,13 @@ def test_front_end_params_reach_log_mel_and_load_window(songs):
     assert audio.spectrogram_of(songs[10], duration_s=5.0).shape == (96, 1 + 60000 // 256)
 
 
+@pytest.mark.parametrize("front_end", [{}, {"duration_s": 3.0, "n_fft": 511}, {"n_fft": 1024, "hop_length": 512,
+                                                                         "n_mels": 128}])
+def test_spectrogram_shape_is_what_spectrogram_of_returns(songs, front_end):
+    """extract lays out its chunk files from spectrogram_shape before any song is computed."""
+    assert audio.spectrogram_shape(**front_end) == audio.spectrogram_of(songs[10], **front_end).shape
+
+
 @pytest.mark.parametrize("subtype, source", [("PCM_16", "_FlacSource"), ("PCM_24", "_SoundfileSource")])
 def test_load_window_reads_only_the_window_of_a_long_track(tmp_path, monkeypatch, subtype, source):
     path = write(tmp_path / "five_minutes.flac", 300.0, 22050, 1, subtype=subtype)
