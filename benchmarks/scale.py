@@ -36,7 +36,7 @@ write_shards(Path(r'{tmp}/spectrograms'), Manifest.read(Path(r'{tmp}/clean.csv')
              examples_per_shard=64, compression='')""",
     "train (1 epoch k2c1)": """
 from musictag.training import train
-train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/backup'), Path(r'{tmp}/live'), model='k2c1',
+train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/recovery'), Path(r'{tmp}/live'), model='k2c1',
       hyperparameters={{}}, epochs=1, batch_size=16, learning_rate=1e-3)""",
 }
 MEASURE = """

@@ -20,7 +20,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, 
                              precision_score, recall_score, roc_auc_score, roc_curve)
 
 from musictag.errors import MusictagError
+from musictag.files import write_atomic
 from musictag.tagging import Predictions
 
 DEFAULT_THRESHOLD = 0.5
@@ -362,19 +363,6 @@ def format_intervals(table: Mapping) -> str:
 
 
 # --- the evaluate stage ---------------------------------------------------------------------------------
-
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: the rename is atomic
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
 
 def write_json(path: Path, data) -> None:
     """Indented JSON, refusing NaN and infinity (they are not JSON and DVC cannot compare them)."""

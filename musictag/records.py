@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from musictag.datasets import SPLITS, Manifest, _first_line
 from musictag.errors import MusictagError
+from musictag.files import replace_dir
 
 INDEX_NAME = "index.json"
 COMPRESSIONS = ("", "GZIP", "ZLIB")
@@ -161,22 +162,6 @@ def _write_split(split, ids, targets, store, out_dir, examples_per_shard, option
     return shards
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`. rename(2) cannot replace a non-empty directory, so the old one steps aside,
-    comes back if the move fails, and is deleted only once `new` is in place."""
-    previous = target.with_name(target.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if target.exists():
-        os.replace(target, previous)
-    try:
-        os.replace(new, target)
-    except OSError:
-        if previous.exists():
-            os.replace(previous, target)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int = 16384,
                  compression: str = "GZIP", spectrogram_dtype: str = "float16", seed: int = 2018) -> dict:
     """Write train/valid/test TFRecord shards of the store's spectrograms to `out_dir`; return its index.
@@ -220,7 +205,7 @@ def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int
             "splits": splits,
         }
         (partial_dir / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
-        _replace_dir(partial_dir, out_dir)
+        replace_dir(partial_dir, out_dir)
     except (OSError, tf.errors.OpError) as err:
         raise MusictagError(f"{out_dir}: cannot write shards ({_first_line(err)}); "
                             "any previous shards there are unchanged") from None

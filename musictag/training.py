@@ -2,15 +2,21 @@
 
 One call, `train`, does it all: seeds, distribution strategy, model from the registry, tf.data input,
 validation every epoch with macro ROC-AUC and PR-AUC, best and last checkpoints, optional early
-stopping, an exact resume after a crash (Keras BackupAndRestore in a directory DVC does not delete),
-and per-epoch dvclive logs that `dvc plots show` draws. Beside the weights it saves the model's
-config and training log, so a `.keras` file is never separated from how it was made.
+stopping, an exact resume after a crash, and per-epoch dvclive logs that `dvc plots show` draws.
+Beside the weights it saves the model's config and training log, so a `.keras` file is never
+separated from how it was made.
+
+A run works inside its configuration's crash-recovery folder (musictag.recovery, outside DVC's
+outputs): Keras BackupAndRestore state, the model files and the dvclive logs all grow there, and move
+to the outputs only when the run completes. So a killed run leaves the previous outputs as they
+were, and its rerun resumes only if nothing its result depends on changed.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -23,8 +29,11 @@ import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from musictag import models, records  # noqa: E402
 from musictag.errors import MusictagError  # noqa: E402
+from musictag.files import replace_dir  # noqa: E402
 from musictag.models import MODELS, build_model  # noqa: E402
+from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
 from musictag.records import make_dataset, read_index, steps_per_epoch  # noqa: E402
 
 STRATEGIES = {
@@ -64,6 +73,17 @@ def epochs_of_data(shards_dir: Path, batch_size: int, shuffle_buffer: int, seed:
                                   seed=seed + epoch)
         data = epoch_data if data is None else data.concatenate(epoch_data)
     return data
+
+
+def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, shaping: dict) -> dict:
+    """What a run's weights depend on, epoch by epoch: the shards' bytes, the architecture and its options,
+    the params in `shaping` (all of `train` but the epoch count and the early-stopping patience, which
+    only decide where a run stops, so raising `train.epochs` continues a run), the code of the model,
+    input and training modules, and the Keras backend with its version."""
+    code = {module.__name__: digest_file(Path(module.__file__)) for module in (models, records, sys.modules[__name__])}
+    return {"shards": digest_tree(shards_dir), "model": model, "hyperparameters": hyperparameters,
+            "train": shaping, "code": code,
+            "backend": {"name": keras.backend.backend(), "keras": keras.__version__, "tensorflow": tf.__version__}}
 
 
 def resume_epoch(backup_dir: Path, history_csv: Path) -> int:
@@ -133,69 +153,93 @@ def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -
         raise MusictagError(f"train.strategy: unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
 
 
-def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, model: str, hyperparameters: dict,
+def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, model: str, hyperparameters: dict,
           epochs: int, batch_size: int, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
           epsilon: float = 1e-8, shuffle_buffer: int = 512, seed: int = 2018, early_stopping_patience: int = 0,
           mixed_precision: bool = False, jit_compile: bool = False, strategy: str = "default") -> dict:
     """Train `model` on the train split, validating each epoch; return a summary for metrics/.
 
     `out_dir` receives best.keras (highest validation ROC-AUC), last.keras, config.json and
-    history.csv. `backup_dir` holds the crash-recovery state until the run completes.
+    history.csv, and `live_dir` the dvclive logs, both when the run completes. `recovery_root` holds
+    each configuration's crash-recovery folder until its run completes.
     """
     check_params(model, epochs, batch_size, learning_rate, strategy)
-    shards_dir, out_dir, backup_dir, live_dir = map(Path, (shards_dir, out_dir, backup_dir, live_dir))
+    shards_dir, out_dir, live_dir = map(Path, (shards_dir, out_dir, live_dir))
     index = read_index(shards_dir)
+    shaping = {"batch_size": batch_size, "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2,
+               "epsilon": epsilon, "shuffle_buffer": shuffle_buffer, "seed": seed,
+               "mixed_precision": mixed_precision, "jit_compile": jit_compile, "strategy": strategy}
+    state = RecoveryState(recovery_root, configuration_record(shards_dir, model, hyperparameters, shaping))
+    distribution = STRATEGIES[strategy]()  # first: MultiWorkerMirroredStrategy must precede other TF work
+    out_dir, state_dir, live_dir = worker_dirs(distribution, out_dir, state.directory, live_dir)
+    with state.held(state_dir):
+        summary = _fit(state, state_dir, shards_dir, index, model, hyperparameters, epochs, shaping,
+                       early_stopping_patience, distribution)
+        replace_dir(state_dir / "model", out_dir)
+        replace_dir(state_dir / "live", live_dir)
+    return summary
+
+
+def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, model: str, hyperparameters: dict,
+         epochs: int, shaping: dict, early_stopping_patience: int, distribution) -> dict:
+    """Train inside `state_dir` (backup/, model/, live/), resuming what this configuration left there."""
     n_mels, n_frames = index["spectrogram_shape"]
     n_tags = len(index["tag_names"])
-    distribution = STRATEGIES[strategy]()  # first: MultiWorkerMirroredStrategy must precede other TF work
-    out_dir, backup_dir, live_dir = worker_dirs(distribution, out_dir, backup_dir, live_dir)
-    keras.utils.set_random_seed(seed)
-    if mixed_precision:
+    batch_size, strategy = shaping["batch_size"], shaping["strategy"]
+    keras.utils.set_random_seed(shaping["seed"])
+    if shaping["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     with distribution.scope():
         network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
         network.compile(
-            optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon),
+            optimizer=keras.optimizers.Adam(shaping["learning_rate"], beta_1=shaping["beta_1"],
+                                            beta_2=shaping["beta_2"], epsilon=shaping["epsilon"]),
             loss=keras.losses.BinaryCrossentropy(),
             metrics=[keras.metrics.AUC(multi_label=True, num_labels=n_tags, name="auc"),
                      keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
-            jit_compile=jit_compile,
+            jit_compile=shaping["jit_compile"],
         )
         if strategy == "multi_worker":
             prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
     steps = steps_per_epoch(index, "train", batch_size)
+    backup_dir, run_dir, live_dir = state_dir / "backup", state_dir / "model", state_dir / "live"
     resuming = backup_dir.exists()
-    if not resuming:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    first_epoch = resume_epoch(backup_dir, out_dir / HISTORY)
-    train_data = epochs_of_data(shards_dir, batch_size, shuffle_buffer, seed, first_epoch, epochs)
+    if not resuming:  # nothing finished yet: whatever an earlier attempt left goes
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(live_dir, ignore_errors=True)
+    first_epoch = resume_epoch(backup_dir, run_dir / HISTORY)
+    train_data = epochs_of_data(shards_dir, batch_size, shaping["shuffle_buffer"], shaping["seed"], first_epoch,
+                                epochs)
     valid_data = make_dataset(shards_dir, "valid", batch_size)
     # Several workers each read the same seeded stream and keep every n-th batch: sharding by file
     # would need at least as many shard files as workers, and would change the order with their number.
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_data, valid_data = train_data.with_options(sharding), valid_data.with_options(sharding)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "hyperparameters": hyperparameters, "n_tags": n_tags, "tag_names": index["tag_names"],
               "input_shape": [n_mels, n_frames, 1], "parameters": network.count_params(),
-              "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                        "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon, "shuffle_buffer": shuffle_buffer,
-                        "seed": seed, "mixed_precision": mixed_precision, "jit_compile": jit_compile,
-                        "strategy": strategy}, "front_end": index["front_end"]}
-    (out_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    print(f"{model}: {network.count_params():,} parameters; {steps} steps of {batch_size} per epoch"
-          + (" (resuming from the last finished epoch)" if resuming else ""))
+              "train": {"epochs": epochs, **shaping}, "front_end": index["front_end"],
+              "configuration": state.key}
+    (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    notice = state.others_notice()
+    if notice:
+        print(notice)
+    start = f"resuming after epoch {first_epoch}" if resuming else "no recovery state: starting at epoch 1"
+    print(f"{model}: {network.count_params():,} parameters; {steps} steps of {batch_size} per epoch; "
+          f"configuration {state.key}: {start}")
 
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    best_val_auc = _best_so_far(run_dir / HISTORY) if resuming else None
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(out_dir / HISTORY), append=resuming),
-        keras.callbacks.ModelCheckpoint(str(out_dir / BEST_MODEL), monitor="val_auc", mode="max",
-                                        save_best_only=True),
-        keras.callbacks.ModelCheckpoint(str(out_dir / LAST_MODEL)),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=resuming),
+        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_MODEL), monitor="val_auc", mode="max",
+                                        save_best_only=True, initial_value_threshold=best_val_auc),
+        keras.callbacks.ModelCheckpoint(str(run_dir / LAST_MODEL)),
         Throughput(batch_size, steps),
         DVCLiveCallback(live=Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False,
                                   report=None)),
@@ -205,7 +249,16 @@ def train(shards_dir: Path, out_dir: Path, backup_dir: Path, live_dir: Path, mod
                                                        patience=early_stopping_patience, restore_best_weights=False))
     network.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=valid_data,
                 callbacks=callbacks, verbose=2)
-    return summarize_history(out_dir / HISTORY, model, network.count_params())
+    return summarize_history(run_dir / HISTORY, model, network.count_params())
+
+
+def _best_so_far(history_csv: Path) -> float | None:
+    """The best validation ROC-AUC of the epochs already logged, so a resumed run keeps best.keras unless
+    a later epoch beats it (a fresh ModelCheckpoint would take the first resumed epoch as the best)."""
+    if not history_csv.exists():
+        return None
+    history = pd.read_csv(history_csv)
+    return float(history["val_auc"].max()) if len(history) else None
 
 
 def summarize_history(history_csv: Path, model: str, parameters: int) -> dict:

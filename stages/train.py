@@ -2,7 +2,7 @@
 import json
 
 from musictag.errors import run_main
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
 from musictag.training import train
 
 
@@ -12,7 +12,7 @@ def main() -> None:
     summary = train(
         shards_dir=DATA_DIR / "shards",
         out_dir=DATA_DIR / "model",
-        backup_dir=DATA_DIR / "train-backup",
+        recovery_root=train_recovery_dir(),
         live_dir=METRICS_DIR / "train",
         model=model,
         hyperparameters=(params.get("models") or {}).get(model) or {},

@@ -70,7 +70,7 @@ def tiny_model(tiny_shards, tmp_path_factory):
     from musictag.training import train
 
     root = tmp_path_factory.mktemp("model")
-    train(tiny_shards, root / "model", root / "backup", root / "live", model="k2c1", hyperparameters={},
+    train(tiny_shards, root / "model", root / "recovery", root / "live", model="k2c1", hyperparameters={},
           epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)
     return root / "model"
 

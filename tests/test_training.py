@@ -17,9 +17,20 @@ from musictag.training import train
 FAST = dict(model="k2c1", hyperparameters={}, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)
 
 
+def epochs_done(recovery_root) -> int:
+    """Epochs finished by the run whose recovery state is under `recovery_root` (0 if none)."""
+    done = [0]
+    for path in recovery_root.glob("*/backup/training_metadata.json"):
+        try:
+            done.append(json.loads(path.read_text())["epoch"])
+        except ValueError:  # being written
+            pass
+    return max(done)
+
+
 def run(tmp_path, tiny_shards, name, epochs, **overrides):
     out = tmp_path / name
-    return train(tiny_shards, out / "model", out / "backup", out / "live", epochs=epochs, **{**FAST, **overrides}), out
+    return train(tiny_shards, out / "model", out / "recovery", out / "live", epochs=epochs, **{**FAST, **overrides}), out
 
 
 def test_training_leaves_checkpoints_config_log_and_dvclive_metrics(tmp_path, tiny_shards):
@@ -31,7 +42,7 @@ def test_training_leaves_checkpoints_config_log_and_dvclive_metrics(tmp_path, ti
     assert config["model"] == "k2c1" and config["tag_names"] == ["t0", "t1", "t2", "t3", "t4"]
     model = keras.saving.load_model(out / "model" / "best.keras")
     assert model.predict(np.zeros((1, 96, 1366, 1), np.float32), verbose=0).shape == (1, 5)
-    assert (out / "model" / "last.keras").exists() and not (out / "backup").exists()
+    assert (out / "model" / "last.keras").exists() and not list((out / "recovery").iterdir())  # cleaned up
     live = json.loads((out / "live" / "metrics.json").read_text())
     assert "eval" in live or "val_auc" in json.dumps(live)
     assert list((out / "live" / "plots" / "metrics").rglob("*.tsv"))
@@ -48,16 +59,87 @@ def test_same_seed_gives_same_first_epoch_loss(tmp_path, tiny_shards):
 def test_kill_9_mid_run_then_rerun_continues_from_the_last_epoch(tmp_path, tiny_shards):
     out = tmp_path / "k"
     script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
-              f"{str(out / 'backup')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
-    history_csv = out / "model" / "history.csv"
-    kill_9_when(script, lambda: history_csv.exists() and len(history_csv.read_text().splitlines()) >= 2)  # epoch 0
-    finished = len(pd.read_csv(history_csv))
-    assert 1 <= finished < 4 and (out / "backup").exists()
+              f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
+    kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
+    finished = epochs_done(out / "recovery")
+    assert 1 <= finished < 4 and not (out / "model").exists()  # outputs appear only when a run completes
 
-    summary = train(tiny_shards, out / "model", out / "backup", out / "live", epochs=4, **FAST)
-    history = pd.read_csv(history_csv)
+    summary = train(tiny_shards, out / "model", out / "recovery", out / "live", epochs=4, **FAST)
+    history = pd.read_csv(out / "model" / "history.csv")
     assert list(history["epoch"]) == [0, 1, 2, 3]  # no epoch redone, none skipped
-    assert summary["epochs_run"] == 4 and not (out / "backup").exists()
+    assert summary["epochs_run"] == 4 and not list((out / "recovery").iterdir())
+
+
+def test_kill_9_then_a_changed_configuration_starts_fresh_and_the_killed_one_still_resumes(tmp_path, tiny_shards,
+                                                                                          capsys):
+    """The issue-17 scenario: state left by a killed run is never resumed by another configuration."""
+    out = tmp_path / "k"
+    script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+              f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
+    kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
+    killed_state = sorted(p for p in (out / "recovery").iterdir() if p.is_dir())
+    assert len(killed_state) == 1 and epochs_done(out / "recovery") >= 1
+
+    changed = {**FAST, "seed": 7}
+    train(tiny_shards, out / "model", out / "recovery", out / "live", epochs=2, **changed)
+    printed = capsys.readouterr().out
+    assert "no recovery state: starting at epoch 1" in printed and "resuming" not in printed
+    assert "1 other configuration(s)" in printed and "train.seed" in printed
+    clean, clean_out = run(tmp_path, tiny_shards, "clean", epochs=2, seed=7)
+    history = pd.read_csv(out / "model" / "history.csv")
+    assert list(history["epoch"]) == [0, 1]
+    assert history["loss"].tolist() == pd.read_csv(clean_out / "model" / "history.csv")["loss"].tolist()
+    assert killed_state[0].exists()  # the killed configuration's state is kept for its own rerun
+
+    train(tiny_shards, out / "model", out / "recovery", out / "live", epochs=4, **FAST)
+    assert "resuming after epoch" in capsys.readouterr().out
+    assert list(pd.read_csv(out / "model" / "history.csv")["epoch"]) == [0, 1, 2, 3]
+    assert not list((out / "recovery").iterdir())
+
+
+def test_the_configuration_record_changes_with_what_shapes_training_only(tmp_path, tiny_shards):
+    import shutil
+
+    from musictag.recovery import key_of
+    from musictag.training import configuration_record
+
+    shaping = {"batch_size": 8, "learning_rate": 1e-3, "seed": 5}
+    base = key_of(configuration_record(tiny_shards, "k2c1", {}, shaping))
+    assert key_of(configuration_record(tiny_shards, "k2c1", {}, dict(shaping))) == base  # deterministic
+    assert key_of(configuration_record(tiny_shards, "k1c2", {}, shaping)) != base
+    assert key_of(configuration_record(tiny_shards, "k2c1", {"widths": [8]}, shaping)) != base
+    assert key_of(configuration_record(tiny_shards, "k2c1", {}, {**shaping, "learning_rate": 1e-4})) != base
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, copy)
+    assert key_of(configuration_record(copy, "k2c1", {}, shaping)) == base  # content, not location or dates
+    shard = sorted(copy.glob("train-*"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+    assert key_of(configuration_record(copy, "k2c1", {}, shaping)) != base
+
+
+def test_one_configuration_trains_in_one_process_at_a_time(tmp_path):
+    from musictag.recovery import RecoveryState
+
+    state = RecoveryState(tmp_path, {"model": "k2c1"})
+    with state.held():
+        with pytest.raises(MusictagError, match="another process is training this configuration"):
+            with RecoveryState(tmp_path, {"model": "k2c1"}).held():
+                pass
+    assert not list(tmp_path.iterdir())  # removed when the run completed
+
+
+def test_state_whose_record_differs_under_the_same_key_is_removed(tmp_path, capsys):
+    from musictag.recovery import RECORD, RecoveryState
+
+    state = RecoveryState(tmp_path, {"model": "k2c1"})
+    (state.directory / "backup").mkdir(parents=True)
+    (state.directory / RECORD).write_text('{"model": "k1c2"}')
+    with state.held() as directory:
+        assert not (directory / "backup").exists()
+        assert json.loads((directory / RECORD).read_text()) == {"model": "k2c1"}
+    assert "another configuration under the same key; removed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("override, param", [
@@ -90,10 +172,10 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards)
     keras.Model.fit = fit_then_die
     try:
         with pytest.raises(KeyboardInterrupt):
-            training.train(tiny_shards, out_b / "model", out_b / "backup", out_b / "live", epochs=3, **FAST)
+            training.train(tiny_shards, out_b / "model", out_b / "recovery", out_b / "live", epochs=3, **FAST)
     finally:
         keras.Model.fit = original_fit
-    resumed = training.train(tiny_shards, out_b / "model", out_b / "backup", out_b / "live", epochs=3, **FAST)
+    resumed = training.train(tiny_shards, out_b / "model", out_b / "recovery", out_b / "live", epochs=3, **FAST)
     history_a = pd.read_csv(out_a / "model" / "history.csv")
     history_b = pd.read_csv(out_b / "model" / "history.csv")
     assert list(history_b["epoch"]) == [0, 1, 2]
@@ -112,7 +194,7 @@ def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, t
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     out = tmp_path / "mw"
     script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
-              f"{str(out / 'backup')!r}, {str(out / 'live')!r}, epochs=1, strategy='multi_worker', **{FAST!r})")
+              f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=1, strategy='multi_worker', **{FAST!r})")
     workers = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
@@ -130,4 +212,4 @@ def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, t
     # stay each worker's own, as with any tf.distribute strategy without synchronised batch norm)
     models = [keras.saving.load_model(path / "last.keras") for path in (chief, other)]
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(*(m.trainable_weights for m in models)))
-    assert (out / "live" / "metrics.json").exists() and not (out / "backup").exists()
+    assert (out / "live" / "metrics.json").exists() and not list((out / "recovery").iterdir())
