@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: pipeline test venv browser
 
-$(BIN)/.installed: requirements.txt pyproject.toml
+$(BIN)/.installed: requirements.txt pyproject.toml musictag/venv-path.pth
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps tinysoundfont==0.3.7
 	$(BIN)/pip install --quiet --no-deps -e .
+	cp musictag/venv-path.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -21,7 +22,7 @@ browser:
 		|| echo "chromium not installed: the browser test will be skipped"
 
 pipeline: venv
-	PATH="$(abspath $(BIN)):$$PATH" dvc repro  # stage commands call `python`: the venv's
+	$(BIN)/dvc repro  # stage commands call `python`: the venv's (musictag/venv-path.pth)
 
 test: venv browser
 	$(BIN)/python -m pytest

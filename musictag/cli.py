@@ -30,20 +30,30 @@ def _tag(args: argparse.Namespace) -> None:
             print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
 
 
-def _confidence_intervals(args: argparse.Namespace) -> None:
+def _dvc(*args: str) -> str:
+    """stdout of `python -m dvc ARGS` run by this interpreter in the repository: the dvc installed beside
+    musictag, whether or not a venv is activated or dvc is on PATH."""
+    import importlib.util
     import subprocess
+    import sys
 
+    from musictag.paths import REPO_ROOT
+
+    if importlib.util.find_spec("dvc") is None:
+        raise MusictagError(f"dvc is not installed for {sys.executable}; install requirements.txt (`make venv`)")
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise MusictagError(f"dvc {' '.join(args)} failed: {last}")
+    return done.stdout
+
+
+def _confidence_intervals(args: argparse.Namespace) -> None:
     from musictag.metrics import confidence_intervals_from_experiments, format_intervals
-    from musictag.paths import REPO_ROOT, load_params
+    from musictag.paths import load_params
 
     defaults = load_params("ci")
-    if args.metrics_files:
-        source = [resolve(f) for f in args.metrics_files]
-    else:
-        shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=REPO_ROOT, capture_output=True, text=True)
-        if shown.returncode != 0:
-            raise MusictagError(f"dvc exp show --json failed: {shown.stderr.strip().splitlines()[-1:]}")
-        source = shown.stdout
+    source = [resolve(f) for f in args.metrics_files] if args.metrics_files else _dvc("exp", "show", "--json")
     table = confidence_intervals_from_experiments(source, args.metric or defaults["metrics"],
                                                   level=args.level or defaults["level"])
     print(format_intervals(table))

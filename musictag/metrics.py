@@ -374,7 +374,7 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def align_ground_truth(predictions: dict, manifest_path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+def align_ground_truth(predictions: Predictions, manifest_path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Targets (n, n_tags) in the predictions' row and tag order, and the clips' rows of the manifest."""
     from musictag.datasets import Manifest
 
@@ -398,7 +398,7 @@ def align_ground_truth(predictions: dict, manifest_path: Path) -> tuple[np.ndarr
     if differ.any():
         k = int(np.flatnonzero(differ)[0])
         raise MusictagError(f"{manifest_path}: clip '{ids[k]}' is in split '{clips['split'][k]}' but was predicted "
-                            f"as '{predictions['splits'][k]}' (stale predictions? run `dvc repro`)")
+                            f"as '{predictions.splits[k]}' (stale predictions? run `dvc repro`)")
     return manifest.targets[rows][:, columns].astype(np.int64), clips
 
 

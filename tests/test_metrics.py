@@ -280,3 +280,22 @@ def test_stage_names_stale_or_missing_inputs(tmp_path):
     with pytest.raises(MusictagError, match="not in the manifest"):
         evaluate(tmp_path / "predictions.npz", **args)
     assert not (tmp_path / "m" / "evaluate.json").exists()
+
+
+def test_ground_truth_alignment_names_a_missing_clip_or_a_moved_one(tmp_path):
+    from musictag.metrics import align_ground_truth
+    from musictag.tagging import Predictions
+
+    write_inputs(tmp_path)
+    predictions = Predictions.load(tmp_path / "predictions.npz")
+    targets, clips = align_ground_truth(predictions, tmp_path / "clean.csv")
+    assert list(clips["id"]) == list(predictions.ids) and targets.shape == predictions.probabilities.shape
+    stray = Predictions(np.append(predictions.ids, "ghost"), np.append(predictions.splits, "test"),
+                        *(np.concatenate([a, a[:1]]) for a in (predictions.probabilities, predictions.embeddings)),
+                        predictions.tag_names)
+    with pytest.raises(MusictagError, match="'ghost'.*not in the manifest|not in the manifest.*'ghost'"):
+        align_ground_truth(stray, tmp_path / "clean.csv")
+    moved = Predictions(predictions.ids, np.where(predictions.splits == "test", "valid", predictions.splits),
+                        predictions.probabilities, predictions.embeddings, predictions.tag_names)
+    with pytest.raises(MusictagError, match="predicted as 'valid'"):
+        align_ground_truth(moved, tmp_path / "clean.csv")

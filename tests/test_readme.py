@@ -1,0 +1,135 @@
+"""The README as a test: every command its code blocks show runs as printed, on a fresh copy, with no venv on PATH.
+
+The copy gets a small real pipeline (`dvc repro` on 40 short clips of a folder catalogue) and a `.venv` of
+its own (the suite's installed packages, the copy's musictag, the console scripts and musictag/venv-path.pth,
+as `make venv` leaves them), so `.venv/bin/musictag` there works on the copy. The set-up block (make pipeline,
+make test) is left out: CI runs it. About three minutes on two cores, most of it in the README's own
+`dvc exp run` lines.
+"""
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import REPO_ROOT
+from dvc_repo import DvcRepo
+from test_audio import music
+
+README = REPO_ROOT / "README.md"
+AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
+NO_VENV_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def readme_commands(text: str) -> list[str]:
+    """Command lines of the README's bash blocks, comments stripped, the set-up block (make ...) left out."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")]
+        if not any(line.startswith("make ") for line in lines):
+            commands += lines
+    return commands
+
+
+def song_ids(commands: list[str]) -> list[str]:
+    """Catalogue ids the commands name (`similar ID`, `--seed ID`): the test catalogue must hold them."""
+    return sorted({m for c in commands for m in re.findall(r"(?:similar|--seed)\s+([\w.-]+)", c)})
+
+
+def install_venv(repo_path: Path) -> None:
+    """`<copy>/.venv` as `make venv` leaves it, without reinstalling: a venv whose site-packages point at the
+    suite's installed packages and at the copy's source (an editable install), plus the console scripts."""
+    venv = repo_path / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c",
+                                "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "00-musictag-copy.pth").write_text(f"{repo_path}\n")
+    (site / "10-installed-packages.pth").write_text(f"{sysconfig.get_path('purelib')}\n")
+    (site / "venv-path.pth").write_text((repo_path / "musictag" / "venv-path.pth").read_text())
+    for name, entry in [("musictag", "musictag.cli"), ("dvc", "dvc.cli")]:
+        script = venv / "bin" / name
+        script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {entry} import main\nsys.exit(main())\n")
+        script.chmod(0o755)
+
+
+def run_as_user(repo, command: str) -> subprocess.CompletedProcess:
+    env = {**repo.env, "PATH": NO_VENV_PATH}
+    return subprocess.run(["bash", "-c", command], cwd=repo.path, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository with its own .venv and a whole `dvc repro` on 40 clips, committed."""
+    root = tmp_path_factory.mktemp("readme")
+    audio_dir = root / "audio"
+    audio_dir.mkdir()
+    ids = song_ids(readme_commands(README.read_text())) + [f"song{i:02d}" for i in range(40)]
+    ids = ids[:40]
+    rows = []
+    for i, id_ in enumerate(ids):
+        sf.write(audio_dir / f"{id_}.flac", music(4.0, 16000, seed=i), 16000)
+        tags = "|".join(tag for tag, every in (("rock", 2), ("jazz", 3), ("pop", 1)) if i % every == 0)
+        split = "train" if i < 28 else "valid" if i < 34 else "test"
+        rows.append(f"{id_}.flac,{id_},artist{i % 7},{tags},{split}\n")
+    (root / "tags.csv").write_text("path,id,artist,tags,split\n" + "".join(rows))
+    repo = DvcRepo(root / "repo")
+    for key, value in [("data.source", "folder"), ("data.folder.audio_dir", str(audio_dir)),
+                       ("data.folder.tags_csv", str(root / "tags.csv")), ("shards.examples_per_shard", 16),
+                       ("train.epochs", 1), ("train.batch_size", 8), ("train.shuffle_buffer", 32),
+                       ("recommend.k", 3), ("tsne.n_iter", 250)]:
+        repo.set_param(key, value)
+    install_venv(repo.path)
+    built = run_as_user(repo, ".venv/bin/dvc repro")
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "pipeline")
+    return repo
+
+
+def test_the_readme_shows_commands_to_test():
+    commands = readme_commands(README.read_text())
+    assert any("musictag similar" in c for c in commands) and any("musictag ci" in c for c in commands)
+    assert song_ids(commands)
+
+
+def test_every_subcommand_has_help(repo):
+    from musictag.cli import build_parser
+
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"tag", "similar", "playlist", "ci"} <= set(subcommands)
+    for name in ["", *subcommands]:
+        done = run_as_user(repo, f".venv/bin/musictag {name} --help")
+        assert done.returncode == 0 and "usage: musictag" in done.stdout, (name, done.stderr)
+
+
+@pytest.mark.parametrize("command, named", [
+    (".venv/bin/musictag similar no-such-song", "no-such-song"),
+    (".venv/bin/musictag playlist --seed no-such-song", "no-such-song"),
+    (".venv/bin/musictag tag missing.mp3", "missing.mp3"),
+    (".venv/bin/musictag ci", "need at least 2 runs"),  # no experiments yet
+    (".venv/bin/musictag ci nowhere/evaluate.json other/evaluate.json", "nowhere/evaluate.json"),
+    (".venv/bin/musictag manifest nowhere.csv", "nowhere.csv"),
+])
+def test_each_user_error_is_one_line_and_a_failing_exit(repo, command, named):
+    done = run_as_user(repo, command)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("musictag: error:") and named in done.stderr
+
+
+def test_every_readme_command_runs_as_printed(repo):
+    """Last in this file: the README's `dvc exp run` lines add the experiments `musictag ci` needs."""
+    for command in readme_commands(README.read_text()):
+        for token in command.split():
+            if token.endswith(AUDIO_SUFFIXES) and not (repo.path / token).exists():  # e.g. my_song.mp3
+                sf.write(repo.path / token, music(40.0, 44100, channels=2), 44100)
+        done = run_as_user(repo, command)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        assert "Traceback" not in done.stdout + done.stderr, f"{command}\n{done.stderr[-2000:]}"
+        assert done.stdout.strip() or "dvc exp run" in command, command
