@@ -161,3 +161,96 @@ def top_tags_table(rows: Sequence[dict], path: Path, title: str) -> None:
     ax.set_title(title + "\n\u2713 green: predicted tag is in the song's ground truth", fontsize=11)
     figure.tight_layout()
     _save(figure, path)
+
+
+# --- paper mode (musictag.paper): figures 4.3-4.12 over architectures x seeds ------------------------------
+
+ARCH_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+
+def epoch_times(ours: dict[str, tuple[float, float | None]], theirs: dict[str, tuple[float, float | None]],
+                path, ours_title: str) -> None:
+    """Fig. 4.3: mean training time per epoch with its 95% interval, ours beside the dissertation's."""
+    figure = _figure(9, 3.2)
+    for k, (values, title) in enumerate(((ours, ours_title), (theirs, "dissertation (MSD, GPU)"))):
+        axes = figure.add_subplot(1, 2, k + 1)
+        names = list(values)
+        means = [values[n][0] for n in names]
+        errors = [values[n][1] or 0 for n in names]
+        axes.bar(names, means, yerr=errors, capsize=4, color=ARCH_COLOURS[: len(names)])
+        for i, (mean, error) in enumerate(zip(means, errors)):
+            axes.annotate(f"{mean:.0f} s" + (f" ± {error:.1f}" if error else ""), (i, mean), ha="center",
+                          va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
+        axes.set_title(title, fontsize=10)
+        axes.set_ylabel("seconds per epoch (training)")
+    _save(figure, path)
+
+
+def per_tag_bars(tables: dict[str, pd.DataFrame], column: str, path, xlabel: str, title: str) -> None:
+    """Figs. 4.4 / 4.7-4.9: one horizontal bar per tag and architecture (mean over seeds, 95% interval),
+    tags in the order of the first architecture's value."""
+    first = next(iter(tables.values()))
+    order = first.sort_values(column)["tag"].tolist()
+    n_arch = len(tables)
+    figure = _figure(8, 1.2 + 0.2 * len(order) * max(1, n_arch / 2))
+    axes = figure.add_subplot(1, 1, 1)
+    height = 0.8 / n_arch
+    for k, (name, table) in enumerate(tables.items()):
+        rows = table.set_index("tag").loc[order]
+        positions = np.arange(len(order)) + (k - (n_arch - 1) / 2) * height
+        axes.barh(positions, rows[column], height=height, xerr=rows[column + "_ci"].fillna(0), capsize=1.5,
+                  color=ARCH_COLOURS[k % len(ARCH_COLOURS)], label=name, error_kw={"elinewidth": 0.6})
+    axes.set_yticks(np.arange(len(order)), order, fontsize=7)
+    axes.set_xlabel(xlabel)
+    axes.set_xlim(0, 1)
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8, loc="lower right")
+    _save(figure, path)
+
+
+def mean_scores(scores: dict[str, dict[str, tuple[float, float | None]]], path, title: str) -> None:
+    """Figs. 4.5-4.6: macro and micro ROC-AUC per architecture, mean over seeds with its 95% interval."""
+    figure = _figure(6, 3.2)
+    axes = figure.add_subplot(1, 1, 1)
+    names = list(scores)
+    kinds = list(next(iter(scores.values())))
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        means = [scores[n][kind][0] for n in names]
+        errors = [scores[n][kind][1] or 0 for n in names]
+        positions = np.arange(len(names)) + (k - (len(kinds) - 1) / 2) * width
+        axes.bar(positions, means, width=width, yerr=errors, capsize=4, label=kind,
+                 color=ARCH_COLOURS[(k + 3) % len(ARCH_COLOURS)])
+        for x, mean in zip(positions, means):
+            axes.annotate(f"{mean:.3f}", (x, mean), ha="center", va="bottom", fontsize=7, xytext=(0, 3),
+                          textcoords="offset points")
+    axes.set_xticks(np.arange(len(names)), names)
+    low = min(scores[n][kind][0] for n in names for kind in kinds)
+    axes.set_ylim(max(0.0, low - 0.1), 1.0)
+    axes.set_ylabel("ROC-AUC (test)")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8)
+    _save(figure, path)
+
+
+def labelled_map(coordinates: np.ndarray, colour_labels: Sequence[str], names: Sequence[str],
+                 labelled: Sequence[int], path, title: str) -> None:
+    """Figs. 4.10-4.12: the t-SNE map coloured by top predicted tag, with artist names at some songs."""
+    figure = _figure(9, 7)
+    axes = figure.add_subplot(1, 1, 1)
+    tags = pd.Series(colour_labels).value_counts().index.tolist()
+    shown = tags[:10]
+    for k, tag in enumerate(shown + ["other"]):
+        keep = np.isin(colour_labels, [tag]) if tag != "other" else ~np.isin(colour_labels, shown)
+        if keep.any():
+            axes.scatter(coordinates[keep, 0], coordinates[keep, 1], s=10,
+                         color=ARCH_COLOURS[k % len(ARCH_COLOURS)] if tag != "other" else "#c4c4c4",
+                         label=tag if tag != "other" else "other top tags", alpha=0.8)
+    for i in labelled:
+        axes.annotate(textwrap.shorten(str(names[i]), 28), coordinates[i], fontsize=6, alpha=0.9,
+                      xytext=(2, 2), textcoords="offset points")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=7, markerscale=1.5, loc="best")
+    _save(figure, path)

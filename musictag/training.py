@@ -45,19 +45,30 @@ BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.js
 
 
 class Throughput(keras.callbacks.Callback):
-    """Print examples/s each epoch: Keras' progress bar gives ms/step but not the rate that matters."""
+    """Time each epoch and add it to the epoch's logs (history.csv, dvclive): `train_time_s` (the training
+    steps), `epoch_time_s` (with validation) and `examples_per_s` (training), so epoch time gets its
+    interval over runs like any score (dissertation fig. 4.3). Must come before the loggers."""
 
     def __init__(self, batch_size: int, steps: int):
         super().__init__()
         self.examples_per_epoch = batch_size * steps
-        self.started = 0.0
+        self.started = self.validating = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        self.started, self.validating = time.perf_counter(), 0.0
+
+    def on_test_begin(self, logs=None):
+        self.validating = self.validating or time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        elapsed_s = time.perf_counter() - self.started
-        print(f"epoch {epoch + 1}: {self.examples_per_epoch / elapsed_s:.1f} examples/s ({elapsed_s:.0f} s)")
+        ended = time.perf_counter()
+        train_time_s = (self.validating or ended) - self.started
+        timing = {"train_time_s": train_time_s, "epoch_time_s": ended - self.started,
+                  "examples_per_s": self.examples_per_epoch / train_time_s}
+        if logs is not None:
+            logs.update(timing)
+        print(f"epoch {epoch + 1}: {timing['examples_per_s']:.1f} examples/s ({train_time_s:.0f} s training, "
+              f"{timing['epoch_time_s']:.0f} s with validation)")
 
 
 def epochs_of_data(shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
@@ -73,6 +84,15 @@ def epochs_of_data(shards_dir: Path, batch_size: int, shuffle_buffer: int, seed:
                                   seed=seed + epoch)
         data = epoch_data if data is None else data.concatenate(epoch_data)
     return data
+
+
+def hardware() -> dict:
+    """What the run trained on, for reports: platform, cores, accelerators, library versions."""
+    import platform
+
+    return {"platform": platform.platform(), "cpu_cores": os.cpu_count(),
+            "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+            "tensorflow": tf.__version__, "keras": keras.__version__, "backend": keras.backend.backend()}
 
 
 def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, shaping: dict) -> dict:
@@ -174,41 +194,48 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
     out_dir, state_dir, live_dir = worker_dirs(distribution, out_dir, state.directory, live_dir)
     with state.held(state_dir):
         summary = _fit(state, state_dir, shards_dir, index, model, hyperparameters, epochs, shaping,
-                       early_stopping_patience, distribution)
+                       early_stopping_patience, distribution, out_dir, live_dir)
         replace_dir(state_dir / "model", out_dir)
         replace_dir(state_dir / "live", live_dir)
     return summary
 
 
 def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, model: str, hyperparameters: dict,
-         epochs: int, shaping: dict, early_stopping_patience: int, distribution) -> dict:
-    """Train inside `state_dir` (backup/, model/, live/), resuming what this configuration left there."""
+         epochs: int, shaping: dict, early_stopping_patience: int, distribution, out_dir: Path, out_live_dir: Path
+         ) -> dict:
+    """Train inside `state_dir` (backup/, model/, live/), resuming what this configuration left there, or
+    continuing its finished run in `out_dir` when `epochs` was raised."""
     n_mels, n_frames = index["spectrogram_shape"]
     n_tags = len(index["tag_names"])
     batch_size, strategy = shaping["batch_size"], shaping["strategy"]
     keras.utils.set_random_seed(shaping["seed"])
     if shaping["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
-
-    with distribution.scope():
-        network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
-        network.compile(
-            optimizer=keras.optimizers.Adam(shaping["learning_rate"], beta_1=shaping["beta_1"],
-                                            beta_2=shaping["beta_2"], epsilon=shaping["epsilon"]),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.AUC(multi_label=True, num_labels=n_tags, name="auc"),
-                     keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
-            jit_compile=shaping["jit_compile"],
-        )
-        if strategy == "multi_worker":
-            prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
-    steps = steps_per_epoch(index, "train", batch_size)
     backup_dir, run_dir, live_dir = state_dir / "backup", state_dir / "model", state_dir / "live"
     resuming = backup_dir.exists()
+    continued = 0
     if not resuming:  # nothing finished yet: whatever an earlier attempt left goes
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(live_dir, ignore_errors=True)
-    first_epoch = resume_epoch(backup_dir, run_dir / HISTORY)
+        continued = _continue_finished_run(out_dir, out_live_dir, run_dir, live_dir, state.key, epochs)
+    first_epoch = resume_epoch(backup_dir, run_dir / HISTORY) if resuming else continued
+
+    with distribution.scope():
+        if continued:  # weights and optimizer state as the finished run left them
+            network = keras.saving.load_model(run_dir / LAST_MODEL)
+        else:
+            network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
+            network.compile(
+                optimizer=keras.optimizers.Adam(shaping["learning_rate"], beta_1=shaping["beta_1"],
+                                                beta_2=shaping["beta_2"], epsilon=shaping["epsilon"]),
+                loss=keras.losses.BinaryCrossentropy(),
+                metrics=[keras.metrics.AUC(multi_label=True, num_labels=n_tags, name="auc"),
+                         keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
+                jit_compile=shaping["jit_compile"],
+            )
+        if strategy == "multi_worker":
+            prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
+    steps = steps_per_epoch(index, "train", batch_size)
     train_data = epochs_of_data(shards_dir, batch_size, shaping["shuffle_buffer"], shaping["seed"], first_epoch,
                                 epochs)
     valid_data = make_dataset(shards_dir, "valid", batch_size)
@@ -221,35 +248,59 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
     config = {"model": model, "hyperparameters": hyperparameters, "n_tags": n_tags, "tag_names": index["tag_names"],
               "input_shape": [n_mels, n_frames, 1], "parameters": network.count_params(),
               "train": {"epochs": epochs, **shaping}, "front_end": index["front_end"],
-              "configuration": state.key}
+              "configuration": state.key, "hardware": hardware()}
     (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     notice = state.others_notice()
     if notice:
         print(notice)
-    start = f"resuming after epoch {first_epoch}" if resuming else "no recovery state: starting at epoch 1"
+    start = (f"resuming after epoch {first_epoch}" if resuming else
+             f"continuing its finished run after epoch {continued}" if continued else
+             "no recovery state: starting at epoch 1")
     print(f"{model}: {network.count_params():,} parameters; {steps} steps of {batch_size} per epoch; "
           f"configuration {state.key}: {start}")
 
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    best_val_auc = _best_so_far(run_dir / HISTORY) if resuming else None
+    best_val_auc = _best_so_far(run_dir / HISTORY) if first_epoch else None
     callbacks = [
+        Throughput(batch_size, steps),  # first: it adds the epoch's timing to the logs the others write
         keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=resuming),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=bool(first_epoch)),
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_MODEL), monitor="val_auc", mode="max",
                                         save_best_only=True, initial_value_threshold=best_val_auc),
         keras.callbacks.ModelCheckpoint(str(run_dir / LAST_MODEL)),
-        Throughput(batch_size, steps),
-        DVCLiveCallback(live=Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False,
+        DVCLiveCallback(live=Live(str(live_dir), resume=bool(first_epoch), dvcyaml=None, save_dvc_exp=False,
                                   report=None)),
     ]
     if early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                                        patience=early_stopping_patience, restore_best_weights=False))
-    network.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=valid_data,
-                callbacks=callbacks, verbose=2)
+    network.fit(train_data, epochs=epochs, initial_epoch=continued, steps_per_epoch=steps,
+                validation_data=valid_data, callbacks=callbacks, verbose=2)
     return summarize_history(run_dir / HISTORY, model, network.count_params())
+
+
+def _continue_finished_run(out_dir: Path, out_live_dir: Path, run_dir: Path, live_dir: Path, key: str,
+                           epochs: int) -> int:
+    """Epochs done by a finished run of this configuration in `out_dir`, with its model files and logs
+    copied into the run folder to continue from, when it ran fewer than `epochs`; else 0 (a fresh run).
+
+    The next epochs then see the data an uninterrupted longer run would have (epochs_of_data), from the
+    weights and Adam state of its last.keras. A run asked for fewer epochs than one done starts over:
+    its last epoch's model is another one.
+    """
+    try:
+        config = json.loads((out_dir / CONFIG).read_text())
+        done = len(pd.read_csv(out_dir / HISTORY))
+    except (OSError, ValueError):
+        return 0
+    if config.get("configuration") != key or not (out_dir / LAST_MODEL).exists() or not 0 < done < epochs:
+        return 0
+    shutil.copytree(out_dir, run_dir)
+    if out_live_dir.is_dir():
+        shutil.copytree(out_live_dir, live_dir)
+    return done
 
 
 def _best_so_far(history_csv: Path) -> float | None:
@@ -265,8 +316,12 @@ def summarize_history(history_csv: Path, model: str, parameters: int) -> dict:
     """The run's figures from its whole log, resumed epochs included."""
     history = pd.read_csv(history_csv)
     last = history.iloc[-1]
-    return {"model": model, "parameters": parameters, "epochs_run": len(history),
-            "best_val_auc": round(float(history["val_auc"].max()), 4),
-            "best_epoch": int(history.loc[history["val_auc"].idxmax(), "epoch"]) + 1,
-            "last_val_auc": round(float(last["val_auc"]), 4), "last_val_pr_auc": round(float(last["val_pr_auc"]), 4),
-            "last_train_loss": round(float(last["loss"]), 4), "last_val_loss": round(float(last["val_loss"]), 4)}
+    summary = {"model": model, "parameters": parameters, "epochs_run": len(history),
+               "best_val_auc": round(float(history["val_auc"].max()), 4),
+               "best_epoch": int(history.loc[history["val_auc"].idxmax(), "epoch"]) + 1,
+               "last_val_auc": round(float(last["val_auc"]), 4), "last_val_pr_auc": round(float(last["val_pr_auc"]), 4),
+               "last_train_loss": round(float(last["loss"]), 4), "last_val_loss": round(float(last["val_loss"]), 4)}
+    if "train_time_s" in history:
+        summary |= {"mean_epoch_train_time_s": round(float(history["train_time_s"].mean()), 2),
+                    "mean_examples_per_s": round(float(history["examples_per_s"].mean()), 2)}
+    return summary

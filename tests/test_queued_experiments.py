@@ -1,7 +1,7 @@
 """Queued DVC experiments keep their own crash-recovery state: one killed mid-run, queued again, resumes only itself.
 
 Real `dvc exp run --queue` / `dvc queue start` (celery workers, temporary copies of the repository) on a
-real pipeline of 24 short clips; about a minute and a half on two cores.
+real pipeline of 36 short clips; about a minute and a half on two cores.
 """
 import json
 import os
@@ -19,26 +19,31 @@ from test_audio import write
 EPOCHS = 8  # enough that a run is still going when the test sees its first epoch finished
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """The pipeline up to its shards on a folder catalogue of 24 three-second clips, committed."""
-    root = tmp_path_factory.mktemp("queue")
+def build_shards_repo(root, epochs: int) -> DvcRepo:
+    """A copy of the project whose pipeline ran up to its shards on a folder catalogue of 36 three-second
+    clips (20 train, 6 valid, 10 test, three tags), committed."""
     audio_dir = root / "audio"
     audio_dir.mkdir()
     rows = []
-    for i in range(24):
+    for i in range(36):
         write(audio_dir / f"s{i:02d}.wav", 3.0, 16000)
         tags = "|".join(tag for tag, every in (("rock", 2), ("jazz", 3), ("pop", 1)) if i % every == 0)
-        rows.append(f"s{i:02d}.wav,{tags},{'train' if i < 16 else 'valid' if i < 20 else 'test'}\n")
-    (root / "tags.csv").write_text("path,tags,split\n" + "".join(rows))
+        rows.append(f"s{i:02d}.wav,{tags},artist{i % 5},{'train' if i < 20 else 'valid' if i < 26 else 'test'}\n")
+    (root / "tags.csv").write_text("path,tags,artist,split\n" + "".join(rows))
     repo = DvcRepo(root / "repo")
     for key, value in [("data.source", "folder"), ("data.folder.audio_dir", str(audio_dir)),
                        ("data.folder.tags_csv", str(root / "tags.csv")), ("shards.examples_per_shard", 8),
-                       ("train.epochs", EPOCHS), ("train.batch_size", 4), ("train.shuffle_buffer", 16)]:
+                       ("train.epochs", epochs), ("train.batch_size", 4), ("train.shuffle_buffer", 16)]:
         repo.set_param(key, value)
     repo.dvc("repro", "shards")
     repo.git("add", "-A")
     repo.git("commit", "-qm", "shards")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = build_shards_repo(tmp_path_factory.mktemp("queue"), epochs=EPOCHS)
     yield repo
     subprocess.run([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], cwd=repo.path, env=repo.env,
                    capture_output=True)

@@ -1,0 +1,39 @@
+"""Stage `compare` of paper/dvc.yaml: every run of the matrix compared per architecture (metrics/paper.json)
+and the report a person opens (metrics/paper/report.html)."""
+import json
+import os
+import platform
+
+from musictag.categories import tag_categories
+from musictag.datasets import Manifest
+from musictag.errors import run_main
+from musictag.metrics import write_json
+from musictag.paper import compare, headline_metrics, library_versions, load_runs, write_report
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+
+
+def main() -> None:
+    params = load_params()
+    options = params["paper"]
+    runs = load_runs(DATA_DIR / "paper" / "runs", options["architectures"], options["seeds"], DATA_DIR / "clean.csv")
+    source = params["data"]["source"]
+    categories = tag_categories(source, runs[0].tag_names, params["data"].get(source) or {})
+    comparison = compare(runs, categories, level=options["level"], n_bootstrap=options["n_bootstrap"],
+                         seed=options["bootstrap_seed"])
+    write_json(METRICS_DIR / "paper.json", headline_metrics(comparison))
+    clips = Manifest.read(DATA_DIR / "clean.csv").summary()["clips_per_split"]
+    trained = runs[0].config
+    settings = {"dataset": source, "training clips": clips["train"], "validation clips": clips["valid"],
+                "test clips": clips["test"], "architectures": ", ".join(options["architectures"]),
+                "seeds": ", ".join(map(str, options["seeds"])), "epochs": trained["train"]["epochs"],
+                "batch size": trained["train"]["batch_size"], "learning rate": trained["train"]["learning_rate"],
+                "trained on": json.dumps(trained.get("hardware", {})),
+                "report made on": f"{platform.platform()}, {os.cpu_count()} cores",
+                "libraries": ", ".join(f"{k} {v}" for k, v in library_versions().items())}
+    write_report(comparison, runs, settings, METRICS_DIR / "paper" / "report.html", params.get("tsne") or {},
+                 top_songs=params["evaluate"]["top_songs"], top_k=params["evaluate"]["top_k"])
+    print(json.dumps(headline_metrics(comparison)))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,40 @@
+"""Stage `run@<model>-<seed>` of paper/dvc.yaml: one (architecture, seed) of the paper matrix, trained from
+the main pipeline's shards with its `train` params, then its valid and test predictions saved beside it."""
+import argparse
+import json
+
+from musictag.errors import run_main
+from musictag.metrics import align_ground_truth, tag_metrics
+from musictag.paper import MODEL_DIR, PREDICTIONS, run_name
+from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
+from musictag.tagging import Tagger
+from musictag.training import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    name = run_name(args.model, args.seed)
+    run_dir = DATA_DIR / "paper" / "runs" / name
+    summary = train(shards_dir=DATA_DIR / "shards", out_dir=run_dir / MODEL_DIR, recovery_root=train_recovery_dir(),
+                    live_dir=run_dir / "live", model=args.model,
+                    hyperparameters=(params.get("models") or {}).get(args.model) or {},
+                    **{**params["train"], "seed": args.seed})
+    predictions = Tagger(run_dir / MODEL_DIR).predict_shards(DATA_DIR / "shards", splits=("valid", "test"))
+    predictions.save(run_dir / PREDICTIONS)
+    test = predictions.subset("test")
+    y, _ = align_ground_truth(test, DATA_DIR / "clean.csv")
+    _, scores = tag_metrics(y, test.probabilities, test.tag_names)
+    headline = summary | {"roc_auc": scores["roc_auc"], "pr_auc": scores["pr_auc"],
+                          "accuracy": scores["at_half"]["accuracy"]}
+    out = METRICS_DIR / "paper" / "runs" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(headline, indent=2) + "\n")
+    print(json.dumps(headline))
+
+
+if __name__ == "__main__":
+    run_main(main)
