@@ -257,9 +257,10 @@ def _exp_metrics(state: Mapping, metrics_file: str) -> tuple[dict | None, str]:
 
 def experiments_metrics(exp_show: str | bytes | Path | Sequence, metrics_file: str = "metrics/evaluate.json",
                         include_workspace: bool = False, include_baselines: bool = False,
-                        names: Sequence[str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+                        names: Sequence[str] | None = None, params: dict | None = None
+                        ) -> tuple[dict[str, dict], dict[str, str]]:
     """{run name: metrics} of the finished experiments in DVC 3's `dvc exp show --json` output, and
-    {run name: why skipped}.
+    {run name: why skipped}; with a dict `params`, each run's flattened params.yaml goes into it too.
 
     `exp_show` is that output as text, a path to a file holding it, or the parsed list. The top-level
     entries are the workspace and the baseline commits; each baseline's `experiments` hold the runs of
@@ -297,6 +298,9 @@ def experiments_metrics(exp_show: str | bytes | Path | Sequence, metrics_file: s
             skipped[f"{name} ({kind})"] = why
         else:
             runs[name] = metrics
+            if params is not None:
+                values = (((state.get("data") or {}).get("params") or {}).get("params.yaml") or {}).get("data")
+                params[name] = _flatten_params(values or {})
 
     for baseline in exp_show:
         is_workspace = baseline.get("rev") == "workspace"
@@ -310,18 +314,47 @@ def experiments_metrics(exp_show: str | bytes | Path | Sequence, metrics_file: s
     return runs, skipped
 
 
+REPLICATE_PARAMS = ("train.seed",)  # what differs between runs of one configuration
+
+
+def _flatten_params(params: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten_params(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)  # lists and numbers compare as text
+    return flat
+
+
+def group_runs(params: Mapping[str, Mapping], replicate: Sequence[str] = REPLICATE_PARAMS) -> dict[str, list[str]]:
+    """Runs grouped by every param that differs between them but the replicate ones (the seed): one
+    interval per architecture (and per other setting), never one pooled over them. Label: "model=k1c2"."""
+    names = list(params)
+    keys = sorted({k for p in params.values() for k in p} - set(replicate))
+    differing = [k for k in keys if len({params[n].get(k) for n in names}) > 1]
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        label = ", ".join(f"{k}={json.loads(params[name][k]) if k in params[name] else '(unset)'}"
+                          for k in differing) or "all runs"
+        groups.setdefault(label, []).append(name)
+    return groups
+
+
 def confidence_intervals_from_experiments(source: str | bytes | Path | Sequence,
                                           metric_names: Sequence[str] | None = DEFAULT_CI_METRICS,
                                           level: float = 0.95, metrics_file: str = "metrics/evaluate.json",
                                           include_workspace: bool = False, include_baselines: bool = False,
                                           names: Sequence[str] | None = None) -> dict:
-    """Mean and Student-t interval of metrics over several runs (the seed's "mean ± CI over N runs").
+    """Mean and Student-t interval of metrics over several runs (the seed's "mean ± CI over N runs"),
+    per group of runs that share their params but the seed (`group_runs`).
 
     `source` is either `dvc exp show --json` output (text, parsed list, or a Path to a .json file holding
     it; see `experiments_metrics` for which entries count), or a list of metric JSON file paths, one per
-    run (each a copy of metrics/evaluate.json). `metric_names` are dotted names or patterns of that
-    file's keys; None = every numeric one that all runs share. Returns `runs_table`'s dict plus
-    "skipped" ({run: reason}); fewer than two usable runs is a MusictagError.
+    run (each a copy of metrics/evaluate.json; one group). `metric_names` are dotted names or patterns
+    of that file's keys; None = every numeric one that all runs share. Returns {"level", "groups":
+    {label: runs_table's dict}, "skipped": {run or group: reason}}; no group of two usable runs is a
+    MusictagError.
     """
     skipped: dict[str, str] = {}
     if _is_path_list(source):
@@ -335,14 +368,23 @@ def confidence_intervals_from_experiments(source: str | bytes | Path | Sequence,
                 raise MusictagError(f"{path}: not a readable JSON file ({err.__class__.__name__})") from None
             if not isinstance(runs[str(path)], Mapping):
                 raise MusictagError(f"{path}: expected a JSON object of metrics")
+        groups = {"all runs": list(runs)}
     else:
-        runs, skipped = experiments_metrics(source, metrics_file, include_workspace, include_baselines, names)
-    if len(runs) < 2:
+        params: dict = {}
+        runs, skipped = experiments_metrics(source, metrics_file, include_workspace, include_baselines, names, params)
+        groups = group_runs(params)
+    tables = {}
+    for label, members in groups.items():
+        if len(members) < 2:
+            skipped[f"group {label}"] = f"1 run ({members[0]}): an interval needs at least 2"
+        else:
+            tables[label] = runs_table({name: runs[name] for name in members}, metric_names, level)
+    if not tables:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        raise MusictagError(f"confidence interval: need at least 2 runs with {metrics_file}, found {len(runs)}"
-                            + (f" (skipped {why})" if why else "")
+        raise MusictagError(f"confidence interval: need at least 2 runs with {metrics_file} and the same params "
+                            f"but the seed, found {len(runs)} run(s)" + (f" (skipped {why})" if why else "")
                             + " - run e.g. `dvc exp run --queue -S train.seed=1,2,3` and `dvc queue start` first")
-    return runs_table(runs, metric_names, level) | {"skipped": skipped}
+    return {"level": level, "groups": tables, "skipped": skipped}
 
 
 def _is_path_list(source) -> bool:
@@ -350,14 +392,18 @@ def _is_path_list(source) -> bool:
             and all(isinstance(s, (str, os.PathLike)) for s in source))
 
 
-def format_intervals(table: Mapping) -> str:
-    """`runs_table`'s result as lines of "name  mean ± half_width  [low, high]"."""
-    width = max([len(name) for name in table["metrics"]] + [6])
-    lines = [f"{table['n_runs']} runs, {100 * table['level']:g}% Student-t intervals: {', '.join(table['runs'])}"]
-    for name, m in table["metrics"].items():
-        lines.append(f"{name:<{width}}  {m['mean']:.4f} ± {m['half_width']:.4f}  "
-                     f"[{m['low']:.4f}, {m['high']:.4f}]  n={m['n']}")
-    for run, why in (table.get("skipped") or {}).items():
+def format_intervals(result: Mapping) -> str:
+    """`confidence_intervals_from_experiments`'s result as lines of "name  mean ± half_width  [low, high]",
+    one block per group of runs."""
+    lines = []
+    for label, table in result["groups"].items():
+        width = max([len(name) for name in table["metrics"]] + [6])
+        lines.append(f"{label}: {table['n_runs']} runs, {100 * table['level']:g}% Student-t intervals: "
+                     f"{', '.join(table['runs'])}")
+        for name, m in table["metrics"].items():
+            lines.append(f"  {name:<{width}}  {m['mean']:.4f} ± {m['half_width']:.4f}  "
+                         f"[{m['low']:.4f}, {m['high']:.4f}]  n={m['n']}")
+    for run, why in (result.get("skipped") or {}).items():
         lines.append(f"skipped {run}: {why}")
     return "\n".join(lines)
 

@@ -140,9 +140,10 @@ def test_runs_table_takes_dotted_names_and_patterns():
         runs_table(runs, ["pr_auc.macro"])
 
 
-def exp_state(rev, name, metrics):
-    """One ExpState as DVC 3.x `dvc exp show --json` prints it (params/deps/outs trimmed)."""
-    return {"rev": rev, "name": name, "data": {"rev": rev, "timestamp": "2026-01-01T00:00:00", "params": {},
+def exp_state(rev, name, metrics, params=None):
+    """One ExpState as DVC 3.x `dvc exp show --json` prints it (deps/outs trimmed)."""
+    params = {"params.yaml": {"data": params}} if params else {}
+    return {"rev": rev, "name": name, "data": {"rev": rev, "timestamp": "2026-01-01T00:00:00", "params": params,
             "metrics": metrics, "deps": {}, "outs": {}, "meta": {}}, "error": None, "experiments": None}
 
 
@@ -166,9 +167,10 @@ EXP_SHOW = [
 
 def test_dvc_exp_show_json_gives_mean_and_interval_of_the_finished_experiments():
     result = confidence_intervals_from_experiments(json.dumps(EXP_SHOW), ["roc_auc.macro", "roc_auc.micro"])
-    assert result["runs"] == ["sunny-seed", "rainy-seed", "windy-seed"]
+    assert list(result["groups"]) == ["all runs"]  # no params differ
+    assert result["groups"]["all runs"]["runs"] == ["sunny-seed", "rainy-seed", "windy-seed"]
     assert set(result["skipped"]) == {"queued-one (experiment)", "broken-one (experiment)"}
-    macro = result["metrics"]["roc_auc.macro"]
+    macro = result["groups"]["all runs"]["metrics"]["roc_auc.macro"]
     assert macro["mean"] == pytest.approx(0.82) and macro["n"] == 3
     assert macro["half_width"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
     assert macro["low"] == pytest.approx(0.82 - macro["half_width"])
@@ -179,6 +181,26 @@ def test_dvc_exp_show_json_gives_mean_and_interval_of_the_finished_experiments()
     assert list(runs) == ["workspace", "main", "sunny-seed", "rainy-seed", "windy-seed"]
     only_two, _ = experiments_metrics(EXP_SHOW, names=["sunny-seed", "ccccccc"])
     assert list(only_two) == ["sunny-seed", "rainy-seed"]  # a name or a revision prefix
+
+
+def test_runs_are_grouped_by_the_params_that_differ_but_the_seed():
+    def exp(rev, model, seed, macro, lr=0.001):
+        state = exp_state(rev * 40, f"{model}-{seed}", evaluate_json(macro),
+                          {"model": model, "train": {"seed": seed, "learning_rate": lr}})
+        return {"revs": [state], "executor": None, "name": f"{model}-{seed}"}
+
+    show = [exp_state("workspace", None, {}), {**exp_state("a" * 40, "main", {}), "experiments": [
+        exp("b", "k2c1", 1, 0.80), exp("c", "k2c1", 2, 0.82), exp("d", "k1c2", 1, 0.86), exp("e", "k1c2", 2, 0.88),
+        exp("f", "k1c2", 3, 0.90, lr=0.01)]}]
+    result = confidence_intervals_from_experiments(show, ["roc_auc.macro"])
+    groups = result["groups"]
+    assert list(groups) == ["model=k2c1, train.learning_rate=0.001", "model=k1c2, train.learning_rate=0.001"]
+    by_model = {label.split(",")[0]: table for label, table in groups.items()}
+    assert by_model["model=k2c1"]["metrics"]["roc_auc.macro"]["mean"] == pytest.approx(0.81)  # not pooled
+    assert by_model["model=k1c2"]["metrics"]["roc_auc.macro"]["mean"] == pytest.approx(0.87)
+    assert "group model=k1c2, train.learning_rate=0.01" in result["skipped"]  # one run: no interval
+    text = format_intervals(result)
+    assert text.count("2 runs") == 2 and "skipped group" in text
 
 
 def test_fewer_than_two_runs_or_bad_input_is_one_clear_error(tmp_path):
@@ -195,8 +217,8 @@ def test_metric_files_give_the_same_interval_as_exp_show(tmp_path):
     for k, macro in enumerate((0.80, 0.82, 0.84)):
         paths.append(tmp_path / f"run{k}.json")
         paths[-1].write_text(json.dumps(evaluate_json(macro)["metrics/evaluate.json"]["data"]))
-    from_files = confidence_intervals_from_experiments(paths, ["roc_auc.macro"])
-    from_exp = confidence_intervals_from_experiments(EXP_SHOW, ["roc_auc.macro"])
+    from_files = confidence_intervals_from_experiments(paths, ["roc_auc.macro"])["groups"]["all runs"]
+    from_exp = confidence_intervals_from_experiments(EXP_SHOW, ["roc_auc.macro"])["groups"]["all runs"]
     assert from_files["metrics"]["roc_auc.macro"] == pytest.approx(from_exp["metrics"]["roc_auc.macro"])
     with pytest.raises(MusictagError, match="not found"):
         confidence_intervals_from_experiments([tmp_path / "missing.json", paths[0]])

@@ -97,6 +97,21 @@ def test_kill_9_then_a_changed_configuration_starts_fresh_and_the_killed_one_sti
     assert not list((out / "recovery").iterdir())
 
 
+def test_raising_epochs_continues_the_finished_run_as_if_it_had_run_longer(tmp_path, tiny_shards, capsys):
+    straight, out_a = run(tmp_path, tiny_shards, "straight", epochs=3)
+    run(tmp_path, tiny_shards, "longer", epochs=2)
+    capsys.readouterr()
+    longer, out_b = run(tmp_path, tiny_shards, "longer", epochs=3)
+    assert "continuing its finished run after epoch 2" in capsys.readouterr().out
+    history_a = pd.read_csv(out_a / "model" / "history.csv")
+    history_b = pd.read_csv(out_b / "model" / "history.csv")
+    assert list(history_b["epoch"]) == [0, 1, 2]
+    np.testing.assert_allclose(history_b["loss"], history_a["loss"], rtol=1e-5)
+    assert longer["best_val_auc"] == pytest.approx(straight["best_val_auc"], abs=1e-4)
+    run(tmp_path, tiny_shards, "longer", epochs=2)  # fewer epochs than done: another run, from scratch
+    assert "starting at epoch 1" in capsys.readouterr().out
+
+
 def test_the_configuration_record_changes_with_what_shapes_training_only(tmp_path, tiny_shards):
     import shutil
 
