@@ -82,7 +82,8 @@ def repo(tmp_path_factory):
     for key, value in [("data.source", "folder"), ("data.folder.audio_dir", str(audio_dir)),
                        ("data.folder.tags_csv", str(root / "tags.csv")), ("shards.examples_per_shard", 16),
                        ("train.epochs", 1), ("train.batch_size", 8), ("train.shuffle_buffer", 32),
-                       ("recommend.k", 3), ("tsne.n_iter", 250)]:
+                       ("recommend.k", 3), ("tsne.n_iter", 250), ("paper.architectures", ["k2c1"]),
+                       ("paper.seeds", [1, 2]), ("paper.n_bootstrap", 100)]:
         repo.set_param(key, value)
     install_venv(repo.path)
     built = run_as_user(repo, ".venv/bin/dvc repro")
