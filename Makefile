@@ -24,5 +24,5 @@ browser:
 pipeline: venv
 	$(BIN)/dvc repro  # stage commands call `python`: the venv's (musictag/venv-path.pth)
 
-test: venv browser
-	$(BIN)/python -m pytest
+test: venv browser  # two workers, one test file each (module fixtures build once): CI's two cores busy
+	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -16,7 +16,7 @@ import pytest
 from dvc_repo import DvcRepo
 from test_audio import write
 
-EPOCHS = 8  # enough that a run is still going when the test sees its first epoch finished
+EPOCHS = 5  # enough that a run is still going when the test sees its first epoch finished
 
 
 def build_shards_repo(root, epochs: int) -> DvcRepo:

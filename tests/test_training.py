@@ -97,8 +97,15 @@ def test_kill_9_then_a_changed_configuration_starts_fresh_and_the_killed_one_sti
     assert not list((out / "recovery").iterdir())
 
 
-def test_raising_epochs_continues_the_finished_run_as_if_it_had_run_longer(tmp_path, tiny_shards, capsys):
-    straight, out_a = run(tmp_path, tiny_shards, "straight", epochs=3)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, tiny_shards):
+    """Three epochs uninterrupted: what resumed and continued runs must end as."""
+    return run(tmp_path_factory.mktemp("straight"), tiny_shards, "straight", epochs=3)
+
+
+def test_raising_epochs_continues_the_finished_run_as_if_it_had_run_longer(tmp_path, tiny_shards, capsys,
+                                                                           straight_run):
+    straight, out_a = straight_run
     run(tmp_path, tiny_shards, "longer", epochs=2)
     capsys.readouterr()
     longer, out_b = run(tmp_path, tiny_shards, "longer", epochs=3)
@@ -169,9 +176,9 @@ def test_bad_params_fail_before_any_work(tmp_path, tiny_shards, override, param)
     assert not (tmp_path / "m").exists()
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards):
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards, straight_run):
     """Stop after epoch 1 (as a kill leaves it), resume to 3 epochs: same weights as 3 epochs straight."""
-    straight, out_a = run(tmp_path, tiny_shards, "straight", epochs=3)
+    straight, out_a = straight_run
     out_b = tmp_path / "resumed"
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
