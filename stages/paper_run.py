@@ -1,5 +1,6 @@
 """Stage `run@<model>-<seed>` of paper/dvc.yaml: one (architecture, seed) of the paper matrix, trained from
-the main pipeline's shards with its `train` params, then its valid and test predictions saved beside it."""
+the main pipeline's shards with its `train` params but `paper.epochs` and its own seed, then its valid and test
+predictions saved beside it."""
 import argparse
 import json
 
@@ -22,7 +23,7 @@ def main() -> None:
     summary = train(shards_dir=DATA_DIR / "shards", out_dir=run_dir / MODEL_DIR, recovery_root=train_recovery_dir(),
                     live_dir=run_dir / "live", model=args.model,
                     hyperparameters=(params.get("models") or {}).get(args.model) or {},
-                    **{**params["train"], "seed": args.seed})
+                    **{**params["train"], "seed": args.seed, "epochs": params["paper"]["epochs"]})
     predictions = Tagger(run_dir / MODEL_DIR).predict_shards(DATA_DIR / "shards", splits=("valid", "test"))
     predictions.save(run_dir / PREDICTIONS)
     test = predictions.subset("test")

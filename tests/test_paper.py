@@ -18,6 +18,7 @@ from test_queued_experiments import build_shards_repo
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = build_shards_repo(tmp_path_factory.mktemp("paper"), epochs=1)
+    repo.set_param("paper.epochs", 1)
     repo.set_param("paper.architectures", ["k2c1"])
     repo.set_param("paper.seeds", [1, 2])
     repo.set_param("paper.n_bootstrap", 200)
@@ -55,7 +56,7 @@ def test_adding_an_architecture_trains_only_its_runs_and_the_report_compares_the
 
 
 def test_raising_epochs_continues_a_finished_matrix_run(repo):
-    repo.set_param("train.epochs", 2)
+    repo.set_param("paper.epochs", 2)
     out = repo.dvc("repro", "-s", "paper/dvc.yaml:run@k2c1-1")
     assert "continuing its finished run after epoch 1" in out, out[-3000:]
     history = pd.read_csv(repo.path / "data" / "paper" / "runs" / "k2c1-seed1" / "model" / "history.csv")
