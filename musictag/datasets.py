@@ -350,14 +350,36 @@ def _msd_labels(labels_path: Path, n_ids: int, ids_path: Path, tag_names: list[s
     return labels.astype(np.uint8)
 
 
-def msd(split_dir, audio_dir, tags_file=None, keep_lists=None) -> Manifest:
+MSD_TRACKS_SEPARATOR = "<SEP>"
+
+
+def _msd_names(tracks_file) -> dict[str, tuple[str, str]]:
+    """{track id: (artist, title)} from MSD's `unique_tracks.txt` (track id<SEP>song id<SEP>artist<SEP>title,
+    one million lines), so tables and maps can name the songs."""
+    path = Path(tracks_file)
+    names = {}
+    with _reading(path):
+        with open(path, encoding="utf-8", errors="replace") as file:
+            for line_number, line in enumerate(file, start=1):
+                fields = line.rstrip("\n").split(MSD_TRACKS_SEPARATOR)
+                if len(fields) != 4:
+                    raise MusictagError(f"{path}: line {line_number} has {len(fields)} '<SEP>'-separated fields, "
+                                        "expected 4 (track id, song id, artist, title)")
+                names[fields[0]] = (fields[2], fields[3])
+    return names
+
+
+def msd(split_dir, audio_dir, tags_file=None, keep_lists=None, tracks_file=None) -> Manifest:
     """Choi's MSD last.fm top-50 split (keunwoochoi/MSD_split_for_tagging): per split, line-aligned
     `{split}_x_msd_id.txt` and `{split}_x_filename.txt`, and a bool (N, 50) `{split}_y.npy`.
     Audio is the 7digital preview: the feature name with `.npy` replaced by `.clip.mp3`.
-    keep_lists (optional): filtered_list_*.cP pickles; only their ids are kept (drops clips under 29.1 s)."""
+    keep_lists (optional): filtered_list_*.cP pickles; only their ids are kept (drops clips under 29.1 s).
+    tracks_file (optional): MSD's unique_tracks.txt, for artists and titles; without it the artist is
+    unknown (empty) and the title is the track id."""
     split_dir = Path(split_dir)
     tag_names, tags_from = _msd_tag_names(split_dir, tags_file)
     keep = _msd_keep_ids(keep_lists)
+    names = _msd_names(tracks_file) if tracks_file else {}
     clips: dict[str, list[str]] = {column: [] for column in BASE_COLUMNS}
     targets = []
     for split in SPLITS:
@@ -374,8 +396,9 @@ def msd(split_dir, audio_dir, tags_file=None, keep_lists=None) -> Manifest:
             clips["id"].append(id_)
             clips["audio_path"].append(_audio_path(audio_dir, feature_name[: -len(".npy")] + ".clip.mp3"))
             clips["split"].append(split)
-            clips["artist"].append("")  # not in the split files
-            clips["title"].append(id_)  # likewise: the id stands in
+            artist, title = names.get(id_, ("", id_))  # not in the split files: unknown, the id stands in
+            clips["artist"].append(artist)
+            clips["title"].append(title)
             targets.append(label_row)
     return _manifest(split_dir, clips, tag_names, np.array(targets, dtype=np.uint8))
 

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
@@ -240,11 +241,12 @@ def labelled_map(coordinates: np.ndarray, colour_labels: Sequence[str], names: S
     axes = figure.add_subplot(1, 1, 1)
     tags = pd.Series(colour_labels).value_counts().index.tolist()
     shown = tags[:10]
+    colours = list(colormaps["tab10"].colors)
     for k, tag in enumerate(shown + ["other"]):
         keep = np.isin(colour_labels, [tag]) if tag != "other" else ~np.isin(colour_labels, shown)
         if keep.any():
             axes.scatter(coordinates[keep, 0], coordinates[keep, 1], s=10,
-                         color=ARCH_COLOURS[k % len(ARCH_COLOURS)] if tag != "other" else "#c4c4c4",
+                         color=colours[k] if tag != "other" else "#c4c4c4",
                          label=tag if tag != "other" else "other top tags", alpha=0.8)
     for i in labelled:
         axes.annotate(textwrap.shorten(str(names[i]), 28), coordinates[i], fontsize=6, alpha=0.9,

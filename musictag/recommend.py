@@ -306,7 +306,8 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
 
     For each song of `split`, its k nearest neighbours are searched among the songs of the same
     split (exact). precision@k "shared_tag" is the share of those neighbours that have at least one
-    ground-truth tag in common with the song; "same_artist" the share by the same artist; and
+    ground-truth tag in common with the song; "same_artist" the share by the same artist (over songs
+    whose artist is known; None when no artist is, as for MSD without its track metadata); and
     "tag_jaccard" the mean Jaccard overlap of the two songs' tag sets (0 when both have none),
     which still separates good from random neighbours when a few tags are on nearly every song
     and "shared_tag" is near 1 for any pair. The random baseline draws k other songs of the split
@@ -347,8 +348,9 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
         common = np.einsum("it,ijt->ij", tags, tags[neighbours])
         union = n_tags[:, None] + n_tags[neighbours] - common
         jaccard = np.divide(common, union, out=np.zeros_like(common), where=union > 0)
-        same_artist = (artists[neighbours] == artists[:, None]).mean()
-        return {"shared_tag": float((common > 0).mean()), "same_artist": float(same_artist),
+        known = artists != ""  # MSD without its track metadata names no artist: no score, not a fake 1.0
+        same_artist = (float((artists[neighbours] == artists[:, None])[known].mean()) if known.any() else None)
+        return {"shared_tag": float((common > 0).mean()), "same_artist": same_artist,
                 "tag_jaccard": float(jaccard.mean())}
 
     model, random = shares(neighbour_rows), shares(random_rows)
@@ -359,7 +361,8 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
         "features": features,
         "precision_at_k": model,
         "random_precision_at_k": random,
-        "ratio_over_random": {key: (model[key] / random[key] if random[key] > 0 else None) for key in model},
+        "ratio_over_random": {key: (model[key] / random[key] if model[key] is not None and random[key] else None)
+                              for key in model},
     }
 
 

@@ -25,7 +25,8 @@ def main() -> None:
     trained = runs[0].config
     settings = {"dataset": source, "training clips": clips["train"], "validation clips": clips["valid"],
                 "test clips": clips["test"], "architectures": ", ".join(options["architectures"]),
-                "seeds": ", ".join(map(str, options["seeds"])), "epochs": f"{trained['train']['epochs']} per run (the dissertation: 30 per run for tables 4.1-4.2, "
+                "seeds": ", ".join(map(str, options["seeds"])),
+                "epochs": f"{trained['train']['epochs']} per run (the dissertation: 30 per run for tables 4.1-4.2, "
                           "on MSD with a GPU)",
                 "batch size": trained["train"]["batch_size"], "learning rate": trained["train"]["learning_rate"],
                 "trained on": json.dumps(trained.get("hardware", {})),

@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny embedded corpus rendered once per test session."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLES = REPO_ROOT.parent / "shared" / "dataset-samples"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FRONT_END = {"sample_rate_hz": 12000, "duration_s": 29.12, "n_fft": 512, "hop_length": 256, "n_mels": 96,
              "square_power": True, "ref": 1.0, "amin": 1e-10, "top_db": 80.0}  # params.yaml's defaults
 
@@ -86,3 +89,33 @@ def kill_9_when(script: str, ready) -> None:
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Selenium (no browser download); page errors collected."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    # Collect page errors from before the page's own script runs.
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__errors = [];"
+        "window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e.type)); }, true);"
+        "window.addEventListener('unhandledrejection',"
+        "  function (e) { window.__errors.push('rejection: ' + e.reason); });")})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

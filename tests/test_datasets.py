@@ -179,6 +179,22 @@ def test_msd_fixture_uses_builtin_tag_order(tmp_path):
     assert manifest.targets.sum() == 10
 
 
+def test_msd_track_metadata_names_artists_and_titles(tmp_path):
+    write_msd_fixture(tmp_path / "split")
+    tracks = tmp_path / "unique_tracks.txt"
+    tracks.write_text("TRAAAAK128F9318786<SEP>SOBLFFE12AF72AA5BA<SEP>Adelitas Way<SEP>Scream\n"
+                      "TRAADIN128F931D672<SEP>SOMZWCG12A8C13C480<SEP>Lou Reed<SEP>Femme Fatale\n"
+                      "TRXXXXX128F000000<SEP>SOXX<SEP>Not In The Split<SEP>Song\n")
+    clips = msd(tmp_path / "split", AUDIO, tracks_file=tracks).clips.set_index("id")
+    assert tuple(clips.loc["TRAADIN128F931D672", ["artist", "title"]]) == ("Lou Reed", "Femme Fatale")
+    assert tuple(clips.loc["TRAAAAW128F429D538", ["artist", "title"]]) == ("", "TRAAAAW128F429D538")  # not listed
+    tracks.write_text("TRAAAAK128F9318786<SEP>Adelitas Way<SEP>Scream\n")
+    one_line_error(lambda: msd(tmp_path / "split", AUDIO, tracks_file=tracks), "unique_tracks.txt", "line 1",
+                   "expected 4")
+    one_line_error(lambda: msd(tmp_path / "split", AUDIO, tracks_file=tmp_path / "none.txt"), "none.txt",
+                   "not found")
+
+
 def test_msd_tag_list_file_then_tags_file_take_precedence(tmp_path):
     write_msd_fixture(tmp_path / "split")
     listed = [f"tag{i}" for i in range(50)]

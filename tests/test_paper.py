@@ -19,32 +19,25 @@ from test_queued_experiments import build_shards_repo
 def repo(tmp_path_factory):
     repo = build_shards_repo(tmp_path_factory.mktemp("paper"), epochs=1)
     repo.set_param("paper.epochs", 1)
-    repo.set_param("paper.architectures", ["k2c1"])
+    repo.set_param("paper.architectures", ["k2c1", "k1c2"])
     repo.set_param("paper.seeds", [1, 2])
     repo.set_param("paper.n_bootstrap", 200)
     repo.set_param("tsne.n_iter", 250)
     return repo
 
 
-def test_the_matrix_trains_every_pair_and_the_comparison_gives_intervals_over_seeds(repo):
+def test_the_matrix_trains_every_pair_and_the_report_compares_the_architectures(repo):
     out = repo.dvc("repro", "paper/dvc.yaml")
-    for stage in ("run@k2c1-1", "run@k2c1-2", "compare"):
+    for stage in ("run@k2c1-1", "run@k2c1-2", "run@k1c2-1", "run@k1c2-2", "compare"):
         assert f"Running stage 'paper/dvc.yaml:{stage}'" in out, out[-3000:]
-    entry = json.loads((repo.path / "metrics" / "paper.json").read_text())["k2c1"]
-    assert entry["seeds"] == 2 and 0 <= entry["roc_auc_macro"] <= 1 and entry["roc_auc_macro_ci95"] >= 0
-    assert entry["epoch_time_s"] > 0 and "epoch_time_s_ci95" in entry
-    assert isinstance(entry["criterion_passed"], bool) and entry["criterion_failing_tags"] >= 0
-    history = pd.read_csv(repo.path / "data" / "paper" / "runs" / "k2c1-seed2" / "model" / "history.csv")
-    assert {"train_time_s", "epoch_time_s", "examples_per_s"} <= set(history.columns)
-
-
-def test_adding_an_architecture_trains_only_its_runs_and_the_report_compares_them(repo):
-    repo.set_param("paper.architectures", ["k2c1", "k1c2"])
-    out = repo.dvc("repro", "paper/dvc.yaml")
-    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    assert ran == ["paper/dvc.yaml:compare", "paper/dvc.yaml:run@k1c2-1", "paper/dvc.yaml:run@k1c2-2"], out[-2000:]
     paper = json.loads((repo.path / "metrics" / "paper.json").read_text())
-    assert set(paper) == {"k2c1", "k1c2", "ordering"} and paper["k1c2"]["seeds"] == 2
+    assert set(paper) == {"k2c1", "k1c2", "ordering"}
+    for entry in (paper["k2c1"], paper["k1c2"]):
+        assert entry["seeds"] == 2 and 0 <= entry["roc_auc_macro"] <= 1 and entry["roc_auc_macro_ci95"] >= 0
+        assert entry["epoch_time_s"] > 0 and "epoch_time_s_ci95" in entry
+        assert isinstance(entry["criterion_passed"], bool) and entry["criterion_failing_tags"] >= 0
+    history = pd.read_csv(repo.path / "data" / "paper" / "runs" / "k1c2-seed2" / "model" / "history.csv")
+    assert {"train_time_s", "epoch_time_s", "examples_per_s"} <= set(history.columns)
     report = (repo.path / "metrics" / "paper" / "report.html").read_text()
     for heading in ("Settings", "Figure 4.3", "Tables 4.1 and 4.2", "Figure 4.4", "Figures 4.5-4.6",
                     "Figure 4.7", "Figure 4.8", "Welch t-test", "paired bootstrap", "Table 4.3",
@@ -53,6 +46,26 @@ def test_adding_an_architecture_trains_only_its_runs_and_the_report_compares_the
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]*)"', report)
     assert len(images) >= 7 and all(base64.b64decode(i).startswith(b"\x89PNG") and len(i) > 5000 for i in images)
     assert "src=\"http" not in report  # self-contained
+
+
+def test_the_report_renders_in_headless_chromium(repo, browser):
+    browser.get((repo.path / "metrics" / "paper" / "report.html").as_uri())
+    assert browser.find_element("tag name", "h1").text.startswith("Paper mode")
+    assert len(browser.find_elements("tag name", "table")) >= 6
+    images = browser.find_elements("tag name", "img")
+    assert len(images) >= 7
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) > 100
+               for i in images)  # every figure decoded and drawn
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_adding_a_seed_trains_only_its_runs_and_a_second_call_does_nothing(repo):
+    repo.set_param("paper.seeds", [1, 2, 3])
+    out = repo.dvc("repro", "paper/dvc.yaml")
+    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+    assert ran == ["paper/dvc.yaml:compare", "paper/dvc.yaml:run@k1c2-3", "paper/dvc.yaml:run@k2c1-3"], out[-2000:]
+    assert json.loads((repo.path / "metrics" / "paper.json").read_text())["k1c2"]["seeds"] == 3
+    assert "Running stage" not in repo.dvc("repro", "paper/dvc.yaml")
 
 
 def test_raising_epochs_continues_a_finished_matrix_run(repo):

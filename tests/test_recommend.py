@@ -192,6 +192,16 @@ def test_retrieval_metrics_on_a_hand_computed_example(Predictions):
     assert retrieval_metrics(predictions, manifest, k=99)["k"] == 3  # capped at the other test songs
 
 
+def test_same_artist_is_not_available_when_no_artist_is_known(Predictions):
+    predictions, manifest = tiny_example(Predictions)
+    manifest.clips["artist"] = ""  # as MSD without its track metadata
+    metrics = retrieval_metrics(predictions, manifest, k=1)
+    assert metrics["precision_at_k"]["same_artist"] is None and metrics["ratio_over_random"]["same_artist"] is None
+    assert metrics["precision_at_k"]["shared_tag"] == 0.5  # the rest as before
+    manifest.clips.loc[manifest.clips["id"] == "C", "artist"] = "y"  # one known: scored over the known only
+    assert retrieval_metrics(predictions, manifest, k=1)["precision_at_k"]["same_artist"] == 0.0
+
+
 def test_retrieval_metrics_beat_random_on_tag_structured_songs(Predictions):
     predictions = make_predictions(Predictions, n=400, n_tags=50, seed=5)
     clips = pd.DataFrame({"id": predictions.ids, "audio_path": "x.flac", "split": "test",

@@ -3,8 +3,6 @@ import base64
 import io
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +16,6 @@ from musictag.errors import MusictagError
 from musictag.recommend import synthetic_probabilities
 from musictag.tsne_map import build_map, colour_by_top_tag, embed, page_json, select_rows
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 NASTY = '</script><script>alert(1)</script> & "q" <!-- $x$'
 
 
@@ -148,35 +145,6 @@ def test_both_implementations_separate_clusters(implementation):
 
 
 # --- the page in a real browser ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    # Collect page errors from before the page's own script runs.
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
-        "window.__errors = [];"
-        "window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e.type)); }, true);"
-        "window.addEventListener('unhandledrejection',"
-        "  function (e) { window.__errors.push('rejection: ' + e.reason); });")})
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def open_page(driver, path: Path) -> None:
