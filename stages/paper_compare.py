@@ -20,7 +20,8 @@ def main() -> None:
     categories = tag_categories(source, runs[0].tag_names, params["data"].get(source) or {})
     comparison = compare(runs, categories, level=options["level"], n_bootstrap=options["n_bootstrap"],
                          seed=options["bootstrap_seed"])
-    write_json(METRICS_DIR / "paper.json", headline_metrics(comparison))
+    headline = headline_metrics(comparison)
+    write_json(METRICS_DIR / "paper.json", headline)
     clips = Manifest.read(DATA_DIR / "clean.csv").summary()["clips_per_split"]
     trained = runs[0].config
     settings = {"dataset": source, "training clips": clips["train"], "validation clips": clips["valid"],
@@ -34,7 +35,7 @@ def main() -> None:
                 "libraries": ", ".join(f"{k} {v}" for k, v in library_versions().items())}
     write_report(comparison, runs, settings, METRICS_DIR / "paper" / "report.html", params.get("tsne") or {},
                  top_songs=params["evaluate"]["top_songs"], top_k=params["evaluate"]["top_k"])
-    print(json.dumps(headline_metrics(comparison)))
+    print(json.dumps(headline))
 
 
 if __name__ == "__main__":
