@@ -5,14 +5,15 @@
 dB. It gives what a plain librosa implementation gives, but reads only the window it keeps from a
 long track, decodes 16-bit FLAC with dr_flac (same samples, faster than libsndfile) and skips
 librosa's per-call set-up. `check_audio` tells the clean stage whether a file
-can be used, and if not, why, in a fixed vocabulary (`REJECT_REASONS`).
+can be used, and if not, why, in a fixed vocabulary (`REJECT_REASONS`); `check_many` runs it over a
+catalogue with every file bounded in time and memory (musictag.pool), so one hostile file costs
+itself only.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import math
-import multiprocessing
 import os
 import stat
 import struct
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from musictag.datasets import _first_line
 from musictag.errors import MusictagError
+from musictag.pool import FAILURE_REASONS, BoundedPool, Failure
 
 SAMPLE_RATE_HZ = 12_000  # Choi et al.: 29.12 s at 12 kHz with hop 256 is 1366 frames
 DURATION_S = 29.12
@@ -42,6 +44,12 @@ DURATION_S = 29.12
 # 10 ms on, at 11.025-96 kHz; 50 ms leaves room.
 RESAMPLER_MARGIN_S = 0.05
 
+# Sample rates a recording can have. The lowest in use are 8 kHz (telephony) and 5.5125 kHz (early
+# computer audio, a quarter of 22.05 kHz); the highest, 768 kHz (the top rate of current ADCs and DACs).
+# A header outside claims a rate no recording has (the 1 Hz WAV of a broken writer would otherwise be
+# a 33-minute song at 2,000 frames), and would make the resampler produce junk at any length.
+SAMPLE_RATE_RANGE_HZ = (4_000, 768_000)
+
 REJECT_REASONS = {  # in the order check_audio tests them
     "missing": "the path does not exist",
     "not a file": "the path is a directory or another non-regular file",
@@ -50,18 +58,22 @@ REJECT_REASONS = {  # in the order check_audio tests them
     "zeroed": "every byte of the file is zero",
     "wrong header": "the first bytes name a different format than the extension, or none known",
     "undecodable": "no decoder can read the audio",
+    "implausible sample rate": f"the header's sample rate lies outside {SAMPLE_RATE_RANGE_HZ[0]:,}-"
+                               f"{SAMPLE_RATE_RANGE_HZ[1]:,} Hz, the rates recordings have",
     "truncated": "the header promises more audio than the file holds",
     "nan or inf samples": "a float file holds NaN or infinite samples",
     "too short": "the audio is shorter than min_duration_s",
     "silent": "the RMS level is below silence_dbfs",
+    **FAILURE_REASONS,  # check_many's workers: timeout, out of memory, crashed
 }
 
 # A decoder may fall this far short of the frame count in the header before the file counts as
 # truncated: without a Xing tag an MP3's length is an estimate (mpg123 itself warns past 1%).
 DECLARED_LENGTH_TOLERANCE = 0.01
-# check_audio decodes in blocks so a long track never sits in memory; small ones, because soundfile
-# drops the block in which a decoder fails, and a cut stream must show some audio before it fails.
-_BLOCK_FRAMES = 1 << 14
+# Audio is decoded in blocks of about this many samples (frames x channels), so memory stays bounded
+# by the window whatever channel count a header claims; small ones, because soundfile drops the block
+# in which a decoder fails, and a cut stream must show some audio before it fails.
+_BLOCK_SAMPLES = 1 << 14
 _DECODE_ERRORS = (sf.SoundFileError, OSError, EOFError, audioread.DecodeError, librosa.ParameterError,
                   miniaudio.MiniaudioError)
 
@@ -146,13 +158,13 @@ def load_window(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration
     n_samples = round(duration_s * sample_rate_hz)
     try:
         if (flac := _FlacSource.open(path)) is not None:
-            return _middle_window(flac, sample_rate_hz, n_samples)
+            return _middle_window(flac, sample_rate_hz, n_samples, path)
         try:
             file = sf.SoundFile(path)
         except sf.SoundFileRuntimeError:  # a format libsndfile does not know
-            return _middle_window(_LibrosaSource(path), sample_rate_hz, n_samples)
+            return _middle_window(_AudioreadSource(path), sample_rate_hz, n_samples, path)
         with file:
-            return _middle_window(_SoundfileSource(file), sample_rate_hz, n_samples)
+            return _middle_window(_SoundfileSource(file), sample_rate_hz, n_samples, path)
     except _DECODE_ERRORS as err:
         raise MusictagError(f"{path}: cannot decode audio ({_first_line(err)}); "
                             "musictag.audio.check_audio says why") from None
@@ -188,12 +200,20 @@ class _SoundfileSource:
         self.n_frames, self.sample_rate_hz = file.frames, file.samplerate
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames [start, stop) downmixed as librosa.load does, float32 of shape (stop - start,)."""
+        """Frames [start, stop) downmixed as librosa.load does, float32 of shape (<= stop - start,):
+        shorter where the file ends early. Read a block at a time into the mono result, so a header's
+        channel count never multiplies the memory the window takes."""
         self.file.seek(start)
-        audio = self.file.read(stop - start, dtype="float32")
-        if not np.isfinite(audio).all():  # as librosa.to_mono (a float file)
-            raise librosa.ParameterError("Audio buffer is not finite everywhere")
-        return audio.mean(axis=1) if audio.ndim > 1 else audio  # librosa.to_mono, bit for bit
+        mono = np.empty(max(0, stop - start), dtype=np.float32)
+        n_read, block_frames = 0, max(1, _BLOCK_SAMPLES // self.file.channels)
+        while n_read < len(mono) and len(block := self.file.read(min(block_frames, len(mono) - n_read),
+                                                                 dtype="float32", always_2d=True)):
+            if not np.isfinite(block).all():  # as librosa.to_mono (a float file)
+                raise librosa.ParameterError("Audio buffer is not finite everywhere")
+            # librosa.to_mono, bit for bit: the mean over channels of each frame
+            mono[n_read:n_read + len(block)] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            n_read += len(block)
+        return mono[:n_read]
 
 
 class _FlacSource:
@@ -232,27 +252,45 @@ class _FlacSource:
         return audio.mean(axis=1) if self.channels > 1 else audio[:, 0]  # librosa.to_mono, bit for bit
 
 
-class _LibrosaSource:
-    """Any other file, through librosa.load's audioread fallback (which decodes from the start,
-    so only the resampling is saved). Its length is the decoder's estimate."""
+class _AudioreadSource:
+    """Any other file, through audioread (librosa.load's fallback), which decodes from the start, so
+    only the resampling is saved. Its length is the decoder's estimate."""
 
     def __init__(self, path: str | Path):
         self.path = path
-        with _quiet_audioread():
-            self.sample_rate_hz = librosa.get_samplerate(path)
-            self.n_frames = round(librosa.get_duration(path=path) * self.sample_rate_hz)
+        with _quiet_audioread(), audioread.audio_open(str(path)) as file:
+            self.sample_rate_hz = int(file.samplerate)
+            self.n_frames = round(file.duration * self.sample_rate_hz)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        # librosa turns seconds into frames with int(), so aim half a frame in to land on `start`
-        with _quiet_audioread():
-            audio, _ = librosa.load(self.path, sr=None, mono=True, offset=(start + 0.5) / self.sample_rate_hz,
-                                    duration=(stop - start + 0.5) / self.sample_rate_hz)
-        return audio
+        """Frames [start, stop) downmixed as librosa.load does, float32 of shape (<= stop - start,)."""
+        mono, position = [], 0
+        for block in _audioread_blocks(self.path):
+            if position + len(block) > start:
+                mono.append(block[max(0, start - position):stop - position].mean(axis=1))
+            position += len(block)
+            if position >= stop:
+                break
+        return np.concatenate(mono) if mono else np.zeros(0, dtype=np.float32)
 
 
-def _middle_window(source: _FlacSource | _SoundfileSource | _LibrosaSource, sample_rate_hz: int, n_samples: int) -> np.ndarray:
+def _audioread_blocks(path: str | Path) -> Iterator[np.ndarray]:
+    """The decoded audio of `path` as float32 blocks of shape (frames, channels), scaled as
+    librosa.load scales audioread's 16-bit samples."""
+    with _quiet_audioread(), audioread.audio_open(str(path)) as file:
+        channels = int(file.channels)
+        if channels < 1:
+            raise audioread.DecodeError(f"{channels} channels")
+        for buffer in file:
+            yield np.frombuffer(buffer, "<i2").reshape(-1, channels) * np.float32(2**-15)
+
+
+def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource, sample_rate_hz: int, n_samples: int,
+                   path: str | Path) -> np.ndarray:
     """Resampled window of `n_samples` around the middle of `source`, as described in load_window."""
     native_hz = source.sample_rate_hz
+    if problem := _sample_rate_problem(native_hz):
+        raise MusictagError(f"{path}: implausible sample rate ({problem})")
     n_resampled = math.ceil(source.n_frames * sample_rate_hz / native_hz)  # librosa.resample's length
 
     def resample(audio: np.ndarray) -> np.ndarray:
@@ -308,23 +346,27 @@ class AudioCheck:
 
 
 def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0) -> AudioCheck:
-    """Decode all of `path` once and say whether it is usable. Never raises for a bad file."""
+    """Decode all of `path` once and say whether it is usable. Never raises for a bad file, but for
+    a MemoryError, which check_many's bounded workers turn into "out of memory"."""
     try:
         return _check(Path(path), min_duration_s, silence_dbfs)
+    except MemoryError:
+        raise
     except Exception as err:  # a decoder's unforeseen failure must not stop a scan of 100,000 files
         return AudioCheck("undecodable", f"{type(err).__name__}: {_first_line(err)}")
 
 
-def check_many(paths: Sequence[str | Path], workers: int = 0, **check_options) -> list[AudioCheck]:
-    """check_audio on every path, in input order, across `workers` processes (0 = all cores)."""
+def check_many(paths: Sequence[str | Path], workers: int = 0, timeout_s: float = 120.0,
+               memory_limit_mb: float = 1024.0, **check_options) -> list[AudioCheck]:
+    """check_audio on every path, in input order, across `workers` processes (0 = all cores), each
+    file within `timeout_s` and `memory_limit_mb` (else rejected as "timeout" or "out of memory")."""
     check = functools.partial(check_audio, **check_options)
     workers = min(workers or os.cpu_count() or 1, max(1, len(paths)))
-    progress = functools.partial(tqdm, total=len(paths), unit="file", desc="check audio")
-    if workers == 1:
-        return list(progress(map(check, paths)))
-    chunksize = max(1, min(32, len(paths) // (8 * workers)))  # >= 8 chunks a worker keeps them all busy
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return list(progress(pool.imap(check, paths, chunksize=chunksize)))
+    checks = []
+    with BoundedPool(workers, timeout_s, memory_limit_mb) as pool:
+        for _, outcome in tqdm(pool.imap(check, paths), total=len(paths), unit="file", desc="check audio"):
+            checks.append(AudioCheck(outcome.reason, outcome.detail) if isinstance(outcome, Failure) else outcome)
+    return checks
 
 
 @dataclass
@@ -366,13 +408,24 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float) -> AudioCheck
         file = sf.SoundFile(path)
     except sf.SoundFileRuntimeError as soundfile_err:  # a format libsndfile does not know
         try:
-            stream = _decode_with_librosa(path)
+            stream = _decode_with_audioread(path)
         except _DECODE_ERRORS:
             return AudioCheck("undecodable", _first_line(soundfile_err))
     else:
         with file:
+            if problem := _sample_rate_problem(file.samplerate):  # before decoding: it may be huge
+                return AudioCheck("implausible sample rate", problem, sample_rate_hz=file.samplerate,
+                                  channels=file.channels)
             stream = _decode_with_soundfile(file)
     return _verdict(stream, min_duration_s, silence_dbfs)
+
+
+def _sample_rate_problem(sample_rate_hz: int) -> str | None:
+    """What is wrong with a header's sample rate, or None if a recording could have it."""
+    low_hz, high_hz = SAMPLE_RATE_RANGE_HZ
+    if low_hz <= sample_rate_hz <= high_hz:
+        return None
+    return f"{sample_rate_hz:,} Hz; recordings have {low_hz:,}-{high_hz:,} Hz"
 
 
 def _byte_problem(file, suffix: str) -> AudioCheck | None:
@@ -435,24 +488,29 @@ def _wav_missing_bytes(file) -> int:
 def _decode_with_soundfile(file: sf.SoundFile) -> _Stream:
     stream = _Stream(file.samplerate, file.channels, file.frames)
     try:
-        while len(block := file.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+        block_frames = max(1, _BLOCK_SAMPLES // file.channels)
+        while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
             stream.add(block)
     except sf.SoundFileError as err:
         stream.error = _first_line(err)
     return stream
 
 
-def _decode_with_librosa(path: Path) -> _Stream:
+def _decode_with_audioread(path: Path) -> _Stream:
     """Through audioread, which neither reports a header length nor tells a cut stream from an end."""
-    with _quiet_audioread():
-        audio, sample_rate_hz = librosa.load(path, sr=None, mono=False)
-    block = np.atleast_2d(audio).T
-    stream = _Stream(int(sample_rate_hz), block.shape[1], declared_frames=len(block))
-    stream.add(block)
+    with _quiet_audioread(), audioread.audio_open(str(path)) as file:
+        stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0)
+    if _sample_rate_problem(stream.sample_rate_hz) is None:  # else _verdict says why, undecoded
+        for block in _audioread_blocks(path):
+            stream.add(block)
+    stream.declared_frames = stream.frames
     return stream
 
 
 def _verdict(stream: _Stream, min_duration_s: float, silence_dbfs: float) -> AudioCheck:
+    if problem := _sample_rate_problem(stream.sample_rate_hz):
+        return AudioCheck("implausible sample rate", problem, sample_rate_hz=stream.sample_rate_hz,
+                          channels=stream.channels)
     duration_s = stream.frames / stream.sample_rate_hz
     verdict = functools.partial(AudioCheck, duration_s=duration_s, sample_rate_hz=stream.sample_rate_hz,
                                 channels=stream.channels)

@@ -7,17 +7,21 @@ from pathlib import Path
 from musictag.audio import REJECT_REASONS, check_many
 from musictag.datasets import SPLITS, Manifest
 from musictag.paths import resolve
+from musictag.pool import check_limits
 
 
 def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min_duration_s: float,
-                   silence_dbfs: float, workers: int = 0) -> dict:
-    """Check every clip's audio; write the usable clips' manifest and a CSV of rejects.
+                   silence_dbfs: float, workers: int = 0, timeout_s: float = 120.0,
+                   memory_limit_mb: float = 1024.0) -> dict:
+    """Check every clip's audio, each file within `timeout_s` and `memory_limit_mb`; write the usable
+    clips' manifest and a CSV of rejects.
 
     Returns the counts for metrics: kept, rejected, rejected per split and per reason.
     """
+    check_limits(timeout_s, memory_limit_mb, "clean")
     manifest = Manifest.read(manifest_path)
-    checks = check_many([resolve(p) for p in manifest.clips["audio_path"]], workers=workers,
-                        min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
+    checks = check_many([resolve(p) for p in manifest.clips["audio_path"]], workers=workers, timeout_s=timeout_s,
+                        memory_limit_mb=memory_limit_mb, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
     usable = [c.ok for c in checks]
     kept = Manifest(manifest.clips[usable], manifest.tag_names, manifest.targets[usable])
     kept.write(kept_path)

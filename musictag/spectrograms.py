@@ -4,47 +4,73 @@ The store is a directory of `chunk-NNNNN.npy` float32 arrays of shape (n_songs, 
 plus `index.json` naming the ids of each chunk. Few large files keep DVC's hashing cheap (MSD is
 240k songs); chunks are finished in a scratch directory beside the output that DVC does not delete,
 so a rerun after an interruption skips every chunk already written. Work runs on local processes
-or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through the
-concurrent.futures `Executor.map` interface, so the two give identical arrays. Local workers write
-their rows straight into the chunk file (receiving half a megabyte a song in the parent cost ~14%
-of the songs/s on 2 cores); Dask workers, which may not see this file system, send them back.
+or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through one
+in-order `imap(function, jobs)`, so the two give identical arrays. Local workers write their rows
+straight into the chunk file (receiving half a megabyte a song in the parent cost ~14% of the
+songs/s on 2 cores) and are bounded in time and memory per song (musictag.pool); Dask workers, which
+may not see this file system, send them back. A song that fails is listed in the index, not fatal.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
-import multiprocessing
 import os
-import shutil
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from musictag.audio import spectrogram_of, spectrogram_shape, warm_up
+from musictag.datasets import _first_line
 from musictag.errors import MusictagError
+from musictag.files import replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
+from musictag.pool import BoundedPool, Failure, check_limits
 
 INDEX_NAME = "index.json"
+FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
 
 
 @contextmanager
-def local_executor(workers: int, scheduler_address: str | None = None) -> Iterator[Executor]:
-    """A pool of `workers` processes on this machine (0 = all cores), forked: they start with what
-    the parent imported and cached (see warm_up)."""
-    fork = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=fork) as pool:
+def local_executor(workers: int, timeout_s: float, memory_limit_mb: float, scheduler_address: str | None = None
+                   ) -> Iterator[BoundedPool]:
+    """`workers` processes on this machine (0 = all cores), forked: they start with what the parent
+    imported and cached (see warm_up). Each song is bounded by `timeout_s` and `memory_limit_mb`."""
+    with BoundedPool(workers, timeout_s, memory_limit_mb) as pool:
         yield pool
 
 
+class _DaskPool:
+    """BoundedPool's `imap` on a Dask distributed cluster. The per-song limits are the cluster's own
+    (`dask worker --memory-limit`; Dask has no per-task time limit), so they are not repeated here."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def imap(self, function: Callable, jobs: Iterable) -> Iterator[tuple[object, object]]:
+        """(job, function(job)) in order, a few jobs per worker thread in flight."""
+        lookahead = 4 * max(1, sum(self.client.nthreads().values()))
+        in_flight = collections.deque()
+        for job in jobs:
+            in_flight.append((job, self.client.submit(function, job, pure=False)))
+            if len(in_flight) >= lookahead:
+                job, future = in_flight.popleft()
+                yield job, future.result()
+        while in_flight:
+            job, future = in_flight.popleft()
+            yield job, future.result()
+
+
 @contextmanager
-def dask_executor(workers: int, scheduler_address: str | None) -> Iterator[Executor]:
+def dask_executor(workers: int, timeout_s: float, memory_limit_mb: float, scheduler_address: str | None
+                  ) -> Iterator[_DaskPool]:
     """The workers of a running Dask distributed cluster (`dask scheduler` + `dask worker ADDRESS`)."""
     if not scheduler_address:
         raise MusictagError("spectrograms.scheduler_address: the dask executor needs a scheduler address")
@@ -55,21 +81,38 @@ def dask_executor(workers: int, scheduler_address: str | None) -> Iterator[Execu
     except OSError as err:
         raise MusictagError(f"spectrograms.scheduler_address: cannot reach {scheduler_address} ({err})") from None
     with client:
-        yield client.get_executor()
+        yield _DaskPool(client)
 
 
 # name: (executor, whether its workers share this machine's files and so write their own rows)
 EXECUTORS = {"processes": (local_executor, True), "dask": (dask_executor, False)}
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One song's job: its spectrogram goes to byte `offset` of chunk `chunk`, written by the worker
+    into `tmp` when given, else sent back. `last`: the chunk is complete once this row is."""
+
+    chunk: str
+    tmp: Path | None
+    offset: int
+    song_id: str
+    audio_path: str
+    last: bool
+
+
 def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -> str:
     """A chunk's file name carries a digest of what it holds, so stale scratch work is never reused.
     Paths inside the repository enter it relative to the root: the store of a clone elsewhere, or of
     another machine, has the same names and so the same DVC hash."""
-    portable = [str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_relative_to(REPO_ROOT) else str(path)
-                for path in paths]
+    portable = [_portable(path) for path in paths]
     digest = hashlib.sha256(json.dumps([ids, portable, front_end], sort_keys=True).encode()).hexdigest()[:12]
     return f"chunk-{index:05d}-{digest}.npy"
+
+
+def _portable(path: str) -> str:
+    """`path` relative to the repository root if it lies inside, else as given."""
+    return str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_relative_to(REPO_ROOT) else str(path)
 
 
 def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> list[int]:
@@ -97,27 +140,34 @@ def _write_row(path: Path, offset: int, row: np.ndarray, row_shape: tuple[int, .
         os.close(descriptor)
 
 
-def _compute_row(audio_path: str, offset: int, front_end: dict, chunk_path: Path | None,
-                 row_shape: tuple[int, ...]) -> np.ndarray | None:
-    """One song's spectrogram, written at `offset` of `chunk_path` when given, else returned."""
-    row = spectrogram_of(audio_path, **front_end)
-    if chunk_path is None:
-        return row
-    _write_row(chunk_path, offset, row, row_shape)
+def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.ndarray | Failure | None:
+    """One song's spectrogram, written into the chunk when `row.tmp` is given, else returned; a song
+    no decoder can read is a Failure (clean kept it, so its damage lies past what clean decodes)."""
+    try:
+        spectrogram = spectrogram_of(row.audio_path, **front_end)
+    except MusictagError as err:
+        return Failure("undecodable", _first_line(err))
+    if row.tmp is None:
+        return spectrogram
+    _write_row(row.tmp, row.offset, spectrogram, row_shape)
     return None
 
 
 def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: dict, chunk_size: int = 256,
-            executor: str = "processes", workers: int = 0, scheduler_address: str | None = None) -> dict:
+            executor: str = "processes", workers: int = 0, scheduler_address: str | None = None,
+            timeout_s: float = 60.0, memory_limit_mb: float = 1024.0) -> dict:
     """Compute `spectrogram_of(path, **front_end)` for every song and write the store to `out_dir`.
 
-    Returns a summary (songs, chunks, songs/s, resumed chunks). The parent holds no spectrogram with
-    local workers, and two chunks' worth with Dask's.
+    A song that fails (undecodable, or over `timeout_s` or `memory_limit_mb` on local workers) keeps
+    a zero row whose id is null in the index, and is listed under the index's "failed"; the run goes
+    on. Returns a summary (songs, failed, chunks, songs/s, resumed songs). The parent holds no
+    spectrogram with local workers, and a few per worker with Dask's.
     """
     if executor not in EXECUTORS:
         raise MusictagError(f"spectrograms.executor: unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise MusictagError(f"spectrograms.chunk_size: need an integer >= 1, got {chunk_size!r}")
+    check_limits(timeout_s, memory_limit_mb, "spectrograms")
     if len(ids) != len(audio_paths) or not ids:
         raise MusictagError("spectrograms: no songs to extract (is the clean manifest empty?)")
     scratch_dir = out_dir.with_name(out_dir.name + ".partial")
@@ -125,8 +175,9 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
     starts = range(0, len(ids), chunk_size)
     names = [_chunk_name(i, ids[s:s + chunk_size], audio_paths[s:s + chunk_size], front_end)
              for i, s in enumerate(starts)]
+    keep = set(names) | {name + FAILED_SUFFIX for name in names}
     for stale in scratch_dir.iterdir():  # work for other params or songs, or half-written files
-        if stale.name not in names:
+        if stale.name not in keep:
             stale.unlink()
     pending = [(name, s) for name, s in zip(names, starts) if not (scratch_dir / name).exists()]
     resumed_songs = len(ids) - sum(min(chunk_size, len(ids) - s) for _, s in pending)
@@ -139,29 +190,33 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
         warm_up(**front_end)  # once here rather than in every (forked) worker
     row_shape = spectrogram_shape(**front_end)
 
-    def submit(pool: Executor, name: str, start: int) -> tuple[Path, list[int], Iterator]:
-        """Start chunk `name` in a temporary file and queue its songs."""
-        chunk_paths = audio_paths[start:start + chunk_size]
-        tmp = scratch_dir / (name + ".tmp")
-        offsets = _start_chunk(tmp, len(chunk_paths), row_shape)
-        compute = partial(_compute_row, front_end=front_end, chunk_path=tmp if workers_write else None,
-                          row_shape=row_shape)
-        return tmp, offsets, pool.map(compute, chunk_paths, offsets)
+    def rows() -> Iterator[_Row]:
+        """Every pending song, each chunk started in a temporary file as its first song is drawn."""
+        for name, start in pending:
+            tmp = scratch_dir / (name + ".tmp")
+            chunk_ids, chunk_paths = ids[start:start + chunk_size], audio_paths[start:start + chunk_size]
+            offsets = _start_chunk(tmp, len(chunk_paths), row_shape)
+            for i, (song_id, path, offset) in enumerate(zip(chunk_ids, chunk_paths, offsets)):
+                yield _Row(name, tmp if workers_write else None, offset, song_id, path, i == len(offsets) - 1)
 
+    compute = partial(_compute_row, front_end=front_end, row_shape=row_shape)
+    failed = []  # this run's failures of the chunk being finished
     try:
-        with make_executor(workers, scheduler_address) as pool, \
+        with make_executor(workers, timeout_s, memory_limit_mb, scheduler_address) as pool, \
                 tqdm(total=len(ids), initial=resumed_songs, unit="song", desc="log-mel") as progress:
-            submitted = (submit(pool, name, start) for name, start in pending)
-            following = next(submitted, None)
-            for name, _ in pending:
-                # queue the next chunk's songs before waiting for this one's, so that the workers
-                # never wait for the parent
-                (tmp, offsets, results), following = following, next(submitted, None)
-                for row, offset in zip(results, offsets, strict=True):
-                    if row is not None:
-                        _write_row(tmp, offset, row, row_shape)
-                    progress.update()
-                os.replace(tmp, scratch_dir / name)
+            for row, outcome in pool.imap(compute, rows()):
+                if isinstance(outcome, Failure):
+                    failed.append({"id": row.song_id, "audio_path": _portable(row.audio_path),
+                                   "reason": outcome.reason, "detail": outcome.detail})
+                    progress.write(f"{row.audio_path}: {outcome.reason} ({outcome.detail}); skipped")
+                elif outcome is not None:
+                    _write_row(scratch_dir / (row.chunk + ".tmp"), row.offset, outcome, row_shape)
+                progress.update()
+                if row.last:  # the failures first: a chunk file present means its list is too
+                    write_atomic(scratch_dir / (row.chunk + FAILED_SUFFIX),
+                                 partial(Path.write_text, data=json.dumps(failed) + "\n"))
+                    os.replace(scratch_dir / (row.chunk + ".tmp"), scratch_dir / row.chunk)
+                    failed = []
     finally:  # once the workers are done: a failed run leaves finished chunks only
         for unfinished in scratch_dir.glob("*.tmp"):
             unfinished.unlink()
@@ -170,16 +225,21 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
     rate = computed / elapsed_s if elapsed_s > 0 else float("nan")
     print(f"extracted {computed} songs in {elapsed_s:.1f} s ({rate:.1f} songs/s)")
 
-    index = {
-        "shape": list(row_shape),
-        "dtype": "float32",
-        "front_end": front_end,
-        "chunks": [{"file": name, "ids": ids[s:s + chunk_size]} for name, s in zip(names, starts)],
-    }
+    chunks, failed = [], []
+    for name, start in zip(names, starts):
+        failed_path = scratch_dir / (name + FAILED_SUFFIX)
+        chunk_failed = json.loads(failed_path.read_text())
+        failed_path.unlink()
+        failed_ids = {entry["id"] for entry in chunk_failed}
+        chunks.append({"file": name, "ids": [None if id_ in failed_ids else id_ for id_ in ids[start:start + chunk_size]]})
+        failed.extend(chunk_failed)
+    if failed:
+        print(f"{len(failed)} of {len(ids)} songs failed and are left out of the store (see {INDEX_NAME}, 'failed')")
+    index = {"shape": list(row_shape), "dtype": "float32", "front_end": front_end, "chunks": chunks, "failed": failed}
     (scratch_dir / INDEX_NAME).write_text(json.dumps(index) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(scratch_dir, out_dir)
-    return {"songs": len(ids), "chunks": len(names), "resumed_songs": resumed_songs, "songs_per_s": round(rate, 2)}
+    replace_dir(scratch_dir, out_dir)
+    return {"songs": len(ids), "failed": len(failed), "chunks": len(names), "resumed_songs": resumed_songs,
+            "songs_per_s": round(rate, 2)}
 
 
 def read_index(store_dir: Path) -> dict:
@@ -190,8 +250,10 @@ def read_index(store_dir: Path) -> dict:
 
 
 def iter_spectrograms(store_dir: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(id, log-mel of shape (n_mels, n_frames)) for every song, streamed from memory-mapped chunks."""
+    """(id, log-mel of shape (n_mels, n_frames)) for every stored song (not the failed ones), streamed
+    from memory-mapped chunks."""
     for chunk in read_index(store_dir)["chunks"]:
         array = np.load(store_dir / chunk["file"], mmap_mode="r")
         for song_id, row in zip(chunk["ids"], array):
-            yield song_id, row
+            if song_id is not None:
+                yield song_id, row

@@ -19,6 +19,8 @@ def main() -> None:
         min_duration_s=params["min_duration_s"],
         silence_dbfs=params["silence_dbfs"],
         workers=params["workers"],
+        timeout_s=params["timeout_s"],
+        memory_limit_mb=params["memory_limit_mb"],
     )
     (METRICS_DIR / "clean.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")

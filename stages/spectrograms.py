@@ -19,6 +19,8 @@ def main() -> None:
         executor=params["executor"],
         workers=params["workers"],
         scheduler_address=params["scheduler_address"],
+        timeout_s=params["timeout_s"],
+        memory_limit_mb=params["memory_limit_mb"],
     )
     print(json.dumps(summary))
 

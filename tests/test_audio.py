@@ -1,5 +1,8 @@
 """musictag.audio: every kind of bad file built for real, and the front end against plain librosa."""
 import os
+import signal
+import struct
+import time
 
 import librosa
 import numpy as np
@@ -80,6 +83,17 @@ def build_silent(tmp_path):
     return tmp_path / "silent.wav"
 
 
+def wav_claiming_rate(sample_rate_hz):
+    """A 2,000-frame 16-bit WAV whose header claims `sample_rate_hz` (as a broken writer leaves it)."""
+    def build(tmp_path):
+        path = write(tmp_path / f"rate{sample_rate_hz}.wav", duration_s=2000 / 22050, subtype="PCM_16")
+        data = bytearray(path.read_bytes())
+        data[24:32] = struct.pack("<II", sample_rate_hz, 2 * sample_rate_hz)  # fmt: rate, byte rate
+        path.write_bytes(data)
+        return path
+    return build
+
+
 needs_mp3 = pytest.mark.skipif(not CAN_WRITE_MP3, reason="libsndfile without MP3")
 BAD_FILES = [  # (build in tmp_path, expected reason)
     pytest.param(lambda tmp_path: tmp_path / "nowhere.wav", "missing", id="missing"),
@@ -100,6 +114,8 @@ BAD_FILES = [  # (build in tmp_path, expected reason)
     pytest.param(lambda tmp_path: write(tmp_path / "short.wav", duration_s=0.2), "too short", id="0.2 s"),
     pytest.param(build_silent, "silent", id="digital silence"),
     pytest.param(build_nan_wav, "nan or inf samples", id="NaN in float WAV"),
+    pytest.param(wav_claiming_rate(1), "implausible sample rate", id="1 Hz WAV of 2,000 frames"),
+    pytest.param(wav_claiming_rate(3_000_000), "implausible sample rate", id="3 MHz WAV"),
 ]
 
 
@@ -111,8 +127,38 @@ def test_bad_file_gets_its_reason(tmp_path, build, reason):
 
 
 def test_every_reason_is_built_by_a_test():
-    built = {param.values[1] for param in BAD_FILES} | {"unreadable"}  # unreadable: tests below
-    assert built == set(audio.REJECT_REASONS)
+    built = {param.values[1] for param in BAD_FILES} | {"unreadable"} | {r for _, r in HOSTILE_DECODERS}
+    assert built == set(audio.REJECT_REASONS)  # unreadable and the hostile decoders: tests below
+
+
+def test_an_implausible_rate_is_never_resampled(tmp_path):
+    with pytest.raises(MusictagError, match="rate1.wav: implausible sample rate"):
+        audio.spectrogram_of(wav_claiming_rate(1)(tmp_path))
+
+
+HOSTILE_DECODERS = [  # what a decoder does on one file, and the reason check_many gives it
+    (lambda: time.sleep(60), "timeout"),
+    (lambda: np.ones(2**30), "out of memory"),  # 8 GB
+    (lambda: os.kill(os.getpid(), signal.SIGSEGV), "crashed"),
+]
+
+
+def test_check_many_bounds_each_file_and_goes_on(tmp_path, monkeypatch):
+    good = write(tmp_path / "good.flac")
+    hostile = {str(tmp_path / f"hostile{i}.wav"): act for i, (act, _) in enumerate(HOSTILE_DECODERS)}
+    check = audio._check
+
+    def decoder(path, *args):  # runs in check_many's forked workers
+        if str(path) in hostile:
+            hostile[str(path)]()
+        return check(path, *args)
+
+    monkeypatch.setattr(audio, "_check", decoder)
+    started = time.monotonic()
+    results = audio.check_many([good, *hostile, good], workers=2, timeout_s=3, memory_limit_mb=512)
+    assert time.monotonic() - started < 30
+    assert [r.reason for r in results] == [None, *(reason for _, reason in HOSTILE_DECODERS), None]
+    assert all(r.detail for r in results[1:-1])
 
 
 def test_unreadable_file(tmp_path):

@@ -1,5 +1,6 @@
 """Catalogue-wide log-mel extraction: few large files, resumable, identical on processes and Dask."""
 import io
+import time
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import soundfile
 
 from musictag.audio import spectrogram_of
 from musictag.errors import MusictagError
+from musictag import spectrograms
 from musictag.paths import REPO_ROOT
 from musictag.spectrograms import _chunk_name, extract, iter_spectrograms, read_index
 
@@ -51,12 +53,18 @@ def test_chunks_are_the_files_np_save_writes(tmp_path, songs):
         assert (tmp_path / "store" / chunk["file"]).read_bytes() == expected.getvalue()
 
 
-def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys):
+def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys, monkeypatch):
     ids, paths = songs
-    broken = list(paths)
-    broken[3] = str(tmp_path / "not-there.wav")  # chunk 1 fails, as if the run were killed there
-    with pytest.raises(Exception):
-        extract(ids, broken, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+
+    def interrupted_at_song_3(path, **front_end):  # in the forked workers too
+        if path == paths[3]:
+            raise KeyboardInterrupt
+        return spectrogram_of(path, **front_end)
+
+    monkeypatch.setattr(spectrograms, "spectrogram_of", interrupted_at_song_3)
+    with pytest.raises(BaseException):  # chunk 1 fails, as if the run were killed there
+        extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
+    monkeypatch.undo()
     scratch = tmp_path / "store.partial"
     finished = sorted(scratch.glob("chunk-*.npy"))
     assert len(finished) == 1 and not list(scratch.glob("*.tmp"))
@@ -116,3 +124,31 @@ def test_chunk_names_do_not_depend_on_where_the_repository_lies():
     assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) == _chunk_name(0, ["a", "b"], relative, FRONT_END)
     assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) != _chunk_name(0, ["a", "b"], ["/x/a.flac", "/x/b.flac"],
                                                                            FRONT_END)
+
+
+def test_a_song_that_fails_is_listed_and_the_rest_are_stored(tmp_path, songs, monkeypatch):
+    ids, paths = songs
+    paths = list(paths)
+    (tmp_path / "cut.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")  # clean would reject it
+    paths[1] = str(tmp_path / "cut.wav")
+
+    def hangs_on_song_3(path, **front_end):
+        if path == paths[3]:
+            time.sleep(60)
+        return spectrogram_of(path, **front_end)
+
+    monkeypatch.setattr(spectrograms, "spectrogram_of", hangs_on_song_3)
+    started = time.monotonic()
+    summary = extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2, timeout_s=2)
+    assert time.monotonic() - started < 30
+    index = read_index(tmp_path / "store")
+    assert summary["failed"] == 2
+    assert [(f["id"], f["reason"]) for f in index["failed"]] == [("s1", "undecodable"), ("s3", "timeout")]
+    assert [c["ids"] for c in index["chunks"]] == [["s0", None], ["s2", None], ["s4"]]
+    assert [song_id for song_id, _ in iter_spectrograms(tmp_path / "store")] == ["s0", "s2", "s4"]
+
+
+def test_bad_limits_name_the_param(tmp_path, songs):
+    ids, paths = songs
+    with pytest.raises(MusictagError, match="spectrograms.timeout_s"):
+        extract(ids, paths, tmp_path / "s", FRONT_END, timeout_s=0)
