@@ -155,16 +155,43 @@ def load_window(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration
     track costs what a 30-second one does. The read starts on a sample that falls exactly on the
     target rate's grid, so the window's samples are the same instants as in a whole-file resample.
     """
+    with _source(path) as source:
+        return _middle_window(source, sample_rate_hz, round(duration_s * sample_rate_hz))
+
+
+def load_windows(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S) -> np.ndarray:
+    """The whole song, mono at `sample_rate_hz`, cut into consecutive windows of `duration_s` (the last
+    zero-padded): float32 of shape (n_windows, round(duration_s * sample_rate_hz)), n_windows >= 1.
+    librosa.load(path, sr=sample_rate_hz) cut up; for tagging a track of any length."""
     n_samples = round(duration_s * sample_rate_hz)
+    with _source(path) as source:
+        audio = _resample(source.read(0, source.n_frames), source.sample_rate_hz, sample_rate_hz)
+    n_windows = max(1, math.ceil(len(audio) / n_samples))
+    return _fix_length(audio, n_windows * n_samples).reshape(n_windows, n_samples)
+
+
+def window_spectrograms(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
+                        **log_mel_params) -> np.ndarray:
+    """Algorithm 1 on every window of load_windows: float32 (n_windows, n_mels, n_frames)."""
+    return np.stack([log_mel(window, sample_rate_hz, **log_mel_params)
+                     for window in load_windows(path, sample_rate_hz, duration_s)])
+
+
+@contextlib.contextmanager
+def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _AudioreadSource]:
+    """The decoder for `path`: dr_flac for 16-bit FLAC, else libsndfile, else audioread. A decoding
+    error, or a sample rate no recording has, is a MusictagError naming the file."""
     try:
-        if (flac := _FlacSource.open(path)) is not None:
-            return _middle_window(flac, sample_rate_hz, n_samples, path)
-        try:
-            file = sf.SoundFile(path)
-        except sf.SoundFileRuntimeError:  # a format libsndfile does not know
-            return _middle_window(_AudioreadSource(path), sample_rate_hz, n_samples, path)
-        with file:
-            return _middle_window(_SoundfileSource(file), sample_rate_hz, n_samples, path)
+        with contextlib.ExitStack() as stack:
+            source = _FlacSource.open(path)
+            if source is None:
+                try:
+                    source = _SoundfileSource(stack.enter_context(sf.SoundFile(path)))
+                except sf.SoundFileRuntimeError:  # a format libsndfile does not know
+                    source = _AudioreadSource(path)
+            if problem := _sample_rate_problem(source.sample_rate_hz):
+                raise MusictagError(f"{path}: implausible sample rate ({problem})")
+            yield source
     except _DECODE_ERRORS as err:
         raise MusictagError(f"{path}: cannot decode audio ({_first_line(err)}); "
                             "musictag.audio.check_audio says why") from None
@@ -201,19 +228,17 @@ class _SoundfileSource:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) downmixed as librosa.load does, float32 of shape (<= stop - start,):
-        shorter where the file ends early. Read a block at a time into the mono result, so a header's
-        channel count never multiplies the memory the window takes."""
+        shorter where the file ends early. Downmixed a block at a time, so memory follows the audio
+        there is, never the frame or channel count a header claims."""
         self.file.seek(start)
-        mono = np.empty(max(0, stop - start), dtype=np.float32)
-        n_read, block_frames = 0, max(1, _BLOCK_SAMPLES // self.file.channels)
-        while n_read < len(mono) and len(block := self.file.read(min(block_frames, len(mono) - n_read),
-                                                                 dtype="float32", always_2d=True)):
+        mono, n_read, block_frames = [], 0, max(1, _BLOCK_SAMPLES // self.file.channels)
+        while n_read < stop - start and len(block := self.file.read(min(block_frames, stop - start - n_read),
+                                                                    dtype="float32", always_2d=True)):
             if not np.isfinite(block).all():  # as librosa.to_mono (a float file)
                 raise librosa.ParameterError("Audio buffer is not finite everywhere")
-            # librosa.to_mono, bit for bit: the mean over channels of each frame
-            mono[n_read:n_read + len(block)] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            mono.append(block.mean(axis=1))  # librosa.to_mono, bit for bit: each frame's mean over channels
             n_read += len(block)
-        return mono[:n_read]
+        return np.concatenate(mono) if mono else np.zeros(0, dtype=np.float32)
 
 
 class _FlacSource:
@@ -285,19 +310,19 @@ def _audioread_blocks(path: str | Path) -> Iterator[np.ndarray]:
             yield np.frombuffer(buffer, "<i2").reshape(-1, channels) * np.float32(2**-15)
 
 
-def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource, sample_rate_hz: int, n_samples: int,
-                   path: str | Path) -> np.ndarray:
+def _resample(audio: np.ndarray, native_hz: int, sample_rate_hz: int) -> np.ndarray:
+    """librosa.resample(res_type="soxr_hq") bit for bit, but for its zero padding to the length it
+    computes from the header, which _fix_length repeats; called directly, soxr spares librosa's
+    checks and copies."""
+    return audio if native_hz == sample_rate_hz else soxr.resample(audio, native_hz, sample_rate_hz, quality="HQ")
+
+
+def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource, sample_rate_hz: int,
+                   n_samples: int) -> np.ndarray:
     """Resampled window of `n_samples` around the middle of `source`, as described in load_window."""
     native_hz = source.sample_rate_hz
-    if problem := _sample_rate_problem(native_hz):
-        raise MusictagError(f"{path}: implausible sample rate ({problem})")
     n_resampled = math.ceil(source.n_frames * sample_rate_hz / native_hz)  # librosa.resample's length
-
-    def resample(audio: np.ndarray) -> np.ndarray:
-        """librosa.resample(res_type="soxr_hq") bit for bit, but for its zero padding to n_resampled,
-        which _fix_length below repeats; called directly, soxr spares librosa's checks and copies."""
-        return audio if native_hz == sample_rate_hz else soxr.resample(audio, native_hz, sample_rate_hz, quality="HQ")
-
+    resample = functools.partial(_resample, native_hz=native_hz, sample_rate_hz=sample_rate_hz)
     if n_resampled <= n_samples:
         return _fix_length(resample(source.read(0, source.n_frames)), n_samples)
     offset = (n_resampled - n_samples) // 2

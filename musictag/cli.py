@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import sys
+
+import numpy as np
 
 from musictag import __version__
 from musictag.datasets import DATASETS, Manifest
@@ -20,14 +24,51 @@ def _list_datasets(_: argparse.Namespace) -> None:
 
 
 def _tag(args: argparse.Namespace) -> None:
+    """Tags for each file; a file that cannot be tagged gets one line on stderr and the run goes on.
+    Files are checked and decoded in bounded workers (musictag.pool), beside TensorFlow's threads."""
+    from musictag.pool import BoundedPool, Failure
     from musictag.tagging import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
-    for path in args.audio:
-        probabilities = tagger.tag_file(path)
-        print(path)
-        for i in probabilities.argsort()[::-1][: args.k]:
-            print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
+    decode = functools.partial(_tagging_input, front_end=tagger.config["front_end"])
+    failed = []
+    with BoundedPool(0, args.timeout_s, args.memory_limit_mb, start_method="forkserver",
+                     preload=["musictag.audio"]) as pool:
+        for path, windows in pool.imap(decode, args.audio):
+            if isinstance(windows, Failure):
+                print(f"{path}: {windows.reason} ({windows.detail})", file=sys.stderr)
+                failed.append(path)
+                continue
+            probabilities = tagger.predict_batches([windows[..., np.newaxis]])[0].mean(axis=0)
+            print(path)
+            for i in probabilities.argsort()[::-1][: args.k]:
+                print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
+    if failed:
+        raise MusictagError(f"{len(failed)} of {len(args.audio)} files not tagged: {', '.join(failed)}")
+
+
+def _tagging_input(path: str, front_end: dict):
+    """In a worker: the song's window spectrograms, float32 (n_windows, n_mels, n_frames), as
+    Tagger.tag_file averages them; or a Failure saying why the file cannot be tagged."""
+    from musictag.audio import REJECT_REASONS, check_audio, window_spectrograms
+    from musictag.datasets import _first_line
+    from musictag.pool import Failure
+
+    verdict = check_audio(path)
+    if not verdict.ok:
+        return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
+    try:
+        return window_spectrograms(path, **front_end)
+    except MusictagError as err:
+        return Failure("undecodable", _first_line(err))
+
+
+def _positive(text: str) -> float:
+    """argparse type: a number > 0 (argparse then names the option in its one-line error)."""
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
 
 
 def _dvc(*args: str) -> str:
@@ -96,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("audio", nargs="+")
     tag.add_argument("-k", type=int, default=5, help="tags to print per file")
     tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
+    tag.add_argument("--timeout-s", type=_positive, default=120.0, help="per file: slower decoding is given up")
+    tag.add_argument("--memory-limit-mb", type=_positive, default=2048.0,
+                     help="per file, for decoding the whole track (about 250 MB for 10 minutes at 48 kHz)")
     tag.set_defaults(run=_tag)
     similar = commands.add_parser("similar", help="the catalogue's nearest songs to a song (predicted tags)")
     similar.add_argument("song_id")

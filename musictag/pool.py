@@ -16,7 +16,7 @@ import os
 import resource
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
@@ -50,14 +50,19 @@ class BoundedPool:
     """`workers` processes (0 = all cores) running one call per job, each within the limits above.
 
     Forked workers start with what the parent imported and cached; `start_method="forkserver"`
-    is for a parent that holds threads which must not be forked (TensorFlow's).
+    is for a parent that holds threads which must not be forked (TensorFlow's): workers then fork
+    from a server process that imported the modules named in `preload`.
     """
 
-    def __init__(self, workers: int, timeout_s: float, memory_limit_mb: float, start_method: str = "fork"):
+    def __init__(self, workers: int, timeout_s: float, memory_limit_mb: float, start_method: str = "fork",
+                 preload: Sequence[str] = ()):
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
+        context = multiprocessing.get_context(start_method)
+        if preload:
+            context.set_forkserver_preload(list(preload))
         self._pool = ProcessPool(max_workers=self.workers, initializer=_start_worker, initargs=(memory_limit_mb,),
-                                 context=multiprocessing.get_context(start_method))
+                                 context=context)
 
     def __enter__(self) -> BoundedPool:
         return self

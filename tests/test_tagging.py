@@ -49,7 +49,12 @@ def test_musictag_tag_command_prints_tags(tiny_model, tmp_path, capsys):
     soundfile.write(path, (0.2 * np.sin(np.arange(5 * 16000) / 5)).astype(np.float32), 16000)
     cli_main(["tag", str(path), "--model-dir", str(tiny_model), "-k", "2"])
     out = capsys.readouterr().out
-    assert str(path) in out and len([line for line in out.splitlines() if line.startswith("  ")]) == 2
+    printed = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert str(path) in out and len(printed) == 2
+    tagger = Tagger(tiny_model)  # the one-call API decodes in-process: the same tags, the same numbers
+    probabilities = tagger.tag_file(path)
+    expected = [(tagger.tag_names[i], f"{probabilities[i]:.3f}") for i in probabilities.argsort()[::-1][:2]]
+    assert [(" ".join(words[:-1]), words[-1]) for words in printed] == expected
 
 
 def test_musictag_tag_on_a_bad_file_is_one_line(tiny_model, tmp_path):
@@ -61,4 +66,6 @@ def test_musictag_tag_on_a_bad_file_is_one_line(tiny_model, tmp_path):
     done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", str(bad), "--model-dir", str(tiny_model)],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 1
-    assert done.stderr.strip().count("\n") == 0 and "bad.mp3" in done.stderr and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()  # the file's reason, then the list of files not tagged
+    assert len(lines) == 2 and all("bad.mp3" in line for line in lines), done.stderr
+    assert lines[0].startswith(f"{bad}: wrong header") and "Traceback" not in done.stderr
