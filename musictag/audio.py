@@ -50,6 +50,10 @@ RESAMPLER_MARGIN_S = 0.05
 # a 33-minute song at 2,000 frames), and would make the resampler produce junk at any length.
 SAMPLE_RATE_RANGE_HZ = (4_000, 768_000)
 
+# Float samples beyond this (+60 dBFS) are damage, not overs (a master's overs reach a few dB), and the
+# squared mel power of samples near 2.6e6 overflows float32, so the spectrogram would not be finite.
+MAX_SAMPLE_MAGNITUDE = 1000.0
+
 REJECT_REASONS = {  # in the order check_audio tests them
     "missing": "the path does not exist",
     "not a file": "the path is a directory or another non-regular file",
@@ -62,6 +66,7 @@ REJECT_REASONS = {  # in the order check_audio tests them
                                f"{SAMPLE_RATE_RANGE_HZ[1]:,} Hz, the rates recordings have",
     "truncated": "the header promises more audio than the file holds",
     "nan or inf samples": "a float file holds NaN or infinite samples",
+    "out-of-range samples": f"a float file holds samples beyond +-{MAX_SAMPLE_MAGNITUDE:g} (full scale is +-1)",
     "too short": "the audio is shorter than min_duration_s",
     "silent": "the RMS level is below silence_dbfs",
     **FAILURE_REASONS,  # check_many's workers: timeout, out of memory, crashed
@@ -200,8 +205,11 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
 def spectrogram_of(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
                    **log_mel_params) -> np.ndarray:
     """Algorithm 1 for one song: float32 (n_mels, n_frames), (96, 1366) with the defaults."""
-    audio = load_window(path, sample_rate_hz, duration_s)
-    return log_mel(audio, sample_rate_hz, **log_mel_params)
+    spectrogram = log_mel(load_window(path, sample_rate_hz, duration_s), sample_rate_hz, **log_mel_params)
+    if not np.isfinite(spectrogram).all():  # check_audio rejects the files that do this
+        raise MusictagError(f"{path}: the spectrogram is not finite (samples far beyond full scale); "
+                            "musictag.audio.check_audio says why")
+    return spectrogram
 
 
 def spectrogram_shape(sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S, n_fft: int = 512,
@@ -404,12 +412,16 @@ class _Stream:
     frames: int = 0
     sum_squares: float = 0.0
     finite: bool = True
+    peak: float = 0.0  # the largest |sample| among the finite blocks
     error: str | None = None  # the decoder's complaint if it stopped before the end
 
     def add(self, block: np.ndarray) -> None:
         """Account for a decoded block of shape (frames, channels)."""
         self.frames += len(block)
-        self.finite = self.finite and bool(np.isfinite(block).all())
+        finite = bool(np.isfinite(block).all())
+        self.finite = self.finite and finite
+        if finite and len(block):
+            self.peak = max(self.peak, float(np.abs(block).max()))
         self.sum_squares += float(np.vdot(block, block))
 
 
@@ -546,6 +558,8 @@ def _verdict(stream: _Stream, min_duration_s: float, silence_dbfs: float) -> Aud
         return verdict("truncated", f"decoded {stream.frames} of {stream.declared_frames} frames{stopped}")
     if not stream.finite:
         return verdict("nan or inf samples")
+    if stream.peak > MAX_SAMPLE_MAGNITUDE:
+        return verdict("out-of-range samples", f"peak {stream.peak:.3g}")
     if duration_s < min_duration_s:
         return verdict("too short", f"{duration_s:.2f} s")
     mean_square = stream.sum_squares / max(1, stream.frames * stream.channels)

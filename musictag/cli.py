@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 
 import numpy as np
@@ -39,12 +40,29 @@ def _tag(args: argparse.Namespace) -> None:
                 print(f"{path}: {windows.reason} ({windows.detail})", file=sys.stderr)
                 failed.append(path)
                 continue
+            if "keras" not in sys.modules:  # the first file to tag: only now is TensorFlow needed
+                _import_keras_quietly()
             probabilities = tagger.predict_batches([windows[..., np.newaxis]])[0].mean(axis=0)
             print(path)
             for i in probabilities.argsort()[::-1][: args.k]:
                 print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
     if failed:
         raise MusictagError(f"{len(failed)} of {len(args.audio)} files not tagged: {', '.join(failed)}")
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and so TensorFlow) with file descriptor 2 closed: TensorFlow's C++ start-up notices
+    ("oneDNN custom operations are on", ...) are written there before any log level applies, and would
+    mix with the one line per bad file. An import error still raises, with stderr restored."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _tagging_input(path: str, front_end: dict):

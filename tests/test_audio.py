@@ -70,6 +70,14 @@ def build_nan_wav(tmp_path):
     return tmp_path / "nan.wav"
 
 
+def build_huge_sample_wav(tmp_path):
+    """One sample of 1e30 in a float WAV (a flipped exponent byte): finite, but its spectrogram is not."""
+    samples = music(3, 22050)
+    samples[30000] = 1e30
+    sf.write(tmp_path / "huge.wav", samples, 22050, subtype="FLOAT")
+    return tmp_path / "huge.wav"
+
+
 def build_bytes(name, data):
     def build(tmp_path):
         (tmp_path / name).write_bytes(data)
@@ -114,6 +122,7 @@ BAD_FILES = [  # (build in tmp_path, expected reason)
     pytest.param(lambda tmp_path: write(tmp_path / "short.wav", duration_s=0.2), "too short", id="0.2 s"),
     pytest.param(build_silent, "silent", id="digital silence"),
     pytest.param(build_nan_wav, "nan or inf samples", id="NaN in float WAV"),
+    pytest.param(build_huge_sample_wav, "out-of-range samples", id="1e30 in float WAV"),
     pytest.param(wav_claiming_rate(1), "implausible sample rate", id="1 Hz WAV of 2,000 frames"),
     pytest.param(wav_claiming_rate(3_000_000), "implausible sample rate", id="3 MHz WAV"),
 ]
@@ -129,6 +138,11 @@ def test_bad_file_gets_its_reason(tmp_path, build, reason):
 def test_every_reason_is_built_by_a_test():
     built = {param.values[1] for param in BAD_FILES} | {"unreadable"} | {r for _, r in HOSTILE_DECODERS}
     assert built == set(audio.REJECT_REASONS)  # unreadable and the hostile decoders: tests below
+
+
+def test_a_spectrogram_that_is_not_finite_is_an_error(tmp_path):
+    with pytest.raises(MusictagError, match="huge.wav: the spectrogram is not finite"):
+        audio.spectrogram_of(build_huge_sample_wav(tmp_path))
 
 
 def test_an_implausible_rate_is_never_resampled(tmp_path):

@@ -1,11 +1,14 @@
 """Tagging with a trained model: catalogue predictions and `musictag tag` on files of any length."""
 import os
+import random
+import struct
 import subprocess
 import sys
 
 import numpy as np
 import soundfile
 
+import audio_fuzz
 from musictag.cli import main as cli_main
 from musictag.tagging import Predictions, Tagger, top_tags
 
@@ -69,3 +72,27 @@ def test_musictag_tag_on_a_bad_file_is_one_line(tiny_model, tmp_path):
     lines = done.stderr.strip().splitlines()  # the file's reason, then the list of files not tagged
     assert len(lines) == 2 and all("bad.mp3" in line for line in lines), done.stderr
     assert lines[0].startswith(f"{bad}: wrong header") and "Traceback" not in done.stderr
+
+
+def test_musictag_tag_on_damaged_files_gives_tags_or_one_line_each(tiny_model, tmp_path):
+    (tmp_path / "base").mkdir()
+    base = audio_fuzz.write_base_files(tmp_path / "base")
+    rng, paths = random.Random(15), []
+    for i in range(12):
+        name = sorted(base)[i % len(base)]
+        paths.append(tmp_path / f"damaged{i:02d}{os.path.splitext(name)[1]}")
+        paths[-1].write_bytes(audio_fuzz.mutate(base[name], *audio_fuzz.random_mutations(rng, base[name])))
+    one_hz = bytearray(base["pcm16.wav"])
+    one_hz[24:32] = struct.pack("<II", 1, 4)  # fmt: sample rate 1 Hz, byte rate
+    (tmp_path / "one-hz.wav").write_bytes(one_hz)
+    paths += [tmp_path / "one-hz.wav", tmp_path / "base" / "song.flac"]
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", *map(str, paths), "--model-dir",
+                           str(tiny_model), "-k", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert "Traceback" not in done.stderr
+    *reasons, summary = done.stderr.strip().splitlines()  # nothing else: no decoder chatter
+    not_tagged = {line.split(": ")[0]: line.split(": ", 1)[1] for line in reasons}
+    tagged = [line for line in done.stdout.splitlines() if not line.startswith("  ")]
+    assert sorted([*tagged, *not_tagged]) == sorted(map(str, paths)) and str(paths[-1]) in tagged
+    assert not_tagged[str(tmp_path / "one-hz.wav")].startswith("implausible sample rate")
+    assert done.returncode == 1 and summary.startswith(f"musictag: error: {len(reasons)} of {len(paths)} files")
