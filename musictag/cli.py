@@ -25,7 +25,8 @@ def _list_datasets(_: argparse.Namespace) -> None:
 
 
 def _tag(args: argparse.Namespace) -> None:
-    """Tags for each file; a file that cannot be tagged gets one line on stderr and the run goes on.
+    """Tags for each file; a file that cannot be tagged gets one line on stderr and the run goes on
+    (exit status 1 at the end if any was not tagged).
     Files are checked and decoded in bounded workers (musictag.pool), beside TensorFlow's threads."""
     from musictag.pool import BoundedPool, Failure
     from musictag.tagging import Tagger
@@ -37,8 +38,9 @@ def _tag(args: argparse.Namespace) -> None:
                      preload=["musictag.audio"]) as pool:
         for path, windows in pool.imap(decode, args.audio):
             if isinstance(windows, Failure):
-                print(f"{path}: {windows.reason} ({windows.detail})", file=sys.stderr)
-                failed.append(path)
+                failed.append((path, f"{path}: {windows.reason} ({windows.detail})"))
+                if len(args.audio) > 1:  # as it happens; a single file's reason is the error line itself
+                    print(failed[-1][1], file=sys.stderr)
                 continue
             if "keras" not in sys.modules:  # the first file to tag: only now is TensorFlow needed
                 _import_keras_quietly()
@@ -46,8 +48,11 @@ def _tag(args: argparse.Namespace) -> None:
             print(path)
             for i in probabilities.argsort()[::-1][: args.k]:
                 print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
+    if len(args.audio) == 1 and failed:
+        raise MusictagError(failed[0][1])
     if failed:
-        raise MusictagError(f"{len(failed)} of {len(args.audio)} files not tagged: {', '.join(failed)}")
+        names = ", ".join(path for path, _ in failed)
+        raise MusictagError(f"{len(failed)} of {len(args.audio)} files not tagged (reasons above): {names}")
 
 
 def _import_keras_quietly() -> None:
