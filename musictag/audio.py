@@ -205,7 +205,8 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
 def spectrogram_of(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
                    **log_mel_params) -> np.ndarray:
     """Algorithm 1 for one song: float32 (n_mels, n_frames), (96, 1366) with the defaults."""
-    spectrogram = log_mel(load_window(path, sample_rate_hz, duration_s), sample_rate_hz, **log_mel_params)
+    with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
+        spectrogram = log_mel(load_window(path, sample_rate_hz, duration_s), sample_rate_hz, **log_mel_params)
     if not np.isfinite(spectrogram).all():  # check_audio rejects the files that do this
         raise MusictagError(f"{path}: the spectrogram is not finite (samples far beyond full scale); "
                             "musictag.audio.check_audio says why")

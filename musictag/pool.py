@@ -11,6 +11,7 @@ their complaints to stderr, which in a worker goes to /dev/null; the reason says
 from __future__ import annotations
 
 import collections
+import faulthandler
 import multiprocessing
 import os
 import resource
@@ -106,3 +107,4 @@ def _start_worker(memory_limit_mb: float) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    faulthandler.disable()  # a parent's (pytest's) would dump a crashing decoder's stack to its own stderr

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import audio_fuzz
-from musictag.audio import REJECT_REASONS, check_audio, spectrogram_of
+from musictag.audio import REJECT_REASONS, check_audio, spectrogram_of, warm_up
 from musictag.errors import MusictagError
 from musictag.pool import BoundedPool, Failure
 
@@ -33,7 +33,14 @@ def base_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pool():
+def pool(base_files, tmp_path_factory):
+    """Two bounded workers, forked once the decoders' one-off set-up is done (as extraction forks), so
+    the slowest case is a case and not a worker's first call."""
+    warm_up()
+    folder = tmp_path_factory.mktemp("warm")
+    for name, data in base_files.items():
+        (folder / name).write_bytes(data)
+        check_audio(folder / name)
     with BoundedPool(2, TIMEOUT_S, MEMORY_LIMIT_MB) as bounded:
         yield bounded
 

@@ -53,7 +53,8 @@ def install_venv(repo_path: Path) -> None:
     (site / "venv-path.pth").write_text((repo_path / "musictag" / "venv-path.pth").read_text())
     for name, entry in [("musictag", "musictag.cli"), ("dvc", "dvc.cli")]:
         script = venv / "bin" / name
-        script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {entry} import main\nsys.exit(main())\n")
+        script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {entry} import main\n"  # as pip writes it:
+                          "if __name__ == '__main__':\n    sys.exit(main())\n")  # forkserver workers re-import it
         script.chmod(0o755)
 
 
