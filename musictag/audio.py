@@ -87,6 +87,7 @@ _CONTAINER_OF_EXTENSION = {
     ".mp3": "mpeg", ".mp2": "mpeg", ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff",
     ".m4a": "mp4", ".mp4": "mp4", ".aac": "aac", ".caf": "caf", ".au": "au", ".wv": "wavpack",
 }
+AUDIO_EXTENSIONS = tuple(_CONTAINER_OF_EXTENSION)  # what a folder of audio is searched for
 _CONTAINER_OF_MAGIC = {b"fLaC": "flac", b"OggS": "ogg", b"caff": "caf", b".snd": "au", b"wvpk": "wavpack"}
 
 

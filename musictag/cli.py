@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import json
-import os
 import sys
-
-import numpy as np
+from pathlib import Path
 
 from musictag import __version__
 from musictag.datasets import DATASETS, Manifest
@@ -25,65 +23,35 @@ def _list_datasets(_: argparse.Namespace) -> None:
 
 
 def _tag(args: argparse.Namespace) -> None:
-    """Tags for each file; a file that cannot be tagged gets one line on stderr and the run goes on
-    (exit status 1 at the end if any was not tagged).
-    Files are checked and decoded in bounded workers (musictag.pool), beside TensorFlow's threads."""
-    from musictag.pool import BoundedPool, Failure
+    """Tags for each file, and every audio file under each folder; a file that cannot be tagged gets
+    one line on stderr and the run goes on (exit status 1 at the end if any was not tagged)."""
+    from musictag.library import ResultWriter, find_audio, tag_files
+    from musictag.pool import Failure
     from musictag.tagging import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
-    decode = functools.partial(_tagging_input, front_end=tagger.config["front_end"])
+    paths = find_audio(args.audio)
+    if not paths:
+        raise MusictagError(f"no audio files in {', '.join(args.audio)}")
+    writer = ResultWriter(args.output, tagger.tag_names, args.k, args.per_window) if args.output else None
     failed = []
-    with BoundedPool(0, args.timeout_s, args.memory_limit_mb, start_method="forkserver",
-                     preload=["musictag.audio"]) as pool:
-        for path, windows in pool.imap(decode, args.audio):
-            if isinstance(windows, Failure):
-                failed.append((path, f"{path}: {windows.reason} ({windows.detail})"))
-                if len(args.audio) > 1:  # as it happens; a single file's reason is the error line itself
+    with writer or contextlib.nullcontext():
+        for path, tagged in tag_files(tagger, paths, args.windows, args.timeout_s, args.memory_limit_mb):
+            if isinstance(tagged, Failure):
+                failed.append((path, f"{path}: {tagged.reason} ({tagged.detail})"))
+                if len(paths) > 1:  # as it happens; a single file's reason is the error line itself
                     print(failed[-1][1], file=sys.stderr)
-                continue
-            if "keras" not in sys.modules:  # the first file to tag: only now is TensorFlow needed
-                _import_keras_quietly()
-            probabilities = tagger.predict_batches([windows[..., np.newaxis]])[0].mean(axis=0)
-            print(path)
-            for i in probabilities.argsort()[::-1][: args.k]:
-                print(f"  {tagger.tag_names[i]:24s} {probabilities[i]:.3f}")
-    if len(args.audio) == 1 and failed:
+            elif writer:
+                writer.write(tagged)
+            else:
+                print(path)
+                for i in tagged.probabilities.argsort()[::-1][: args.k]:
+                    print(f"  {tagger.tag_names[i]:24s} {tagged.probabilities[i]:.3f}")
+    if len(paths) == 1 and failed:
         raise MusictagError(failed[0][1])
     if failed:
         names = ", ".join(path for path, _ in failed)
-        raise MusictagError(f"{len(failed)} of {len(args.audio)} files not tagged (reasons above): {names}")
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras (and so TensorFlow) with file descriptor 2 closed: TensorFlow's C++ start-up notices
-    ("oneDNN custom operations are on", ...) are written there before any log level applies, and would
-    mix with the one line per bad file. An import error still raises, with stderr restored."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _tagging_input(path: str, front_end: dict):
-    """In a worker: the song's window spectrograms, float32 (n_windows, n_mels, n_frames), as
-    Tagger.tag_file averages them; or a Failure saying why the file cannot be tagged."""
-    from musictag.audio import REJECT_REASONS, check_audio, window_spectrograms
-    from musictag.datasets import _first_line
-    from musictag.pool import Failure
-
-    verdict = check_audio(path)
-    if not verdict.ok:
-        return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
-    try:
-        return window_spectrograms(path, **front_end)
-    except MusictagError as err:
-        return Failure("undecodable", _first_line(err))
+        raise MusictagError(f"{len(failed)} of {len(paths)} files not tagged (reasons above): {names}")
 
 
 def _positive(text: str) -> float:
@@ -139,12 +107,43 @@ def _recommend_index():
 
 
 def _similar(args: argparse.Namespace) -> None:
-    _songs(_recommend_index().similar(args.song_id, args.k))
+    index = _recommend_index()
+    if _is_audio_file(args.song_id):
+        _songs(index.similar_to(_song_vector(args.song_id, index.features, args), args.k))
+    else:
+        _songs(index.similar(args.song_id, args.k))
 
 
 def _playlist(args: argparse.Namespace) -> None:
-    playlist = _recommend_index().playlist(args.seed, args.length, lookahead=not args.greedy)
-    _songs([(song_id, None) for song_id in playlist])
+    index = _recommend_index()
+    seed = _song_vector(args.seed, index.features, args) if _is_audio_file(args.seed) else args.seed
+    _songs([(song_id, None) for song_id in index.playlist(seed, args.length, lookahead=not args.greedy)])
+
+
+def _is_audio_file(song: str) -> bool:
+    """Whether a song argument names an audio file (an existing file, or an audio extension) rather than an id."""
+    from musictag.audio import AUDIO_EXTENSIONS
+
+    return Path(song).is_file() or Path(song).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _song_vector(path: str, features: str, args: argparse.Namespace):
+    """The index vector of an audio file outside the catalogue: tagged by the trained model, then
+    song_vectors of its probabilities and embedding (the index's `features`)."""
+    import numpy as np
+
+    from musictag.library import tag_files
+    from musictag.pool import Failure
+    from musictag.recommend import song_vectors
+    from musictag.tagging import Predictions, Tagger
+
+    tagger = Tagger(resolve(args.model_dir))
+    ((_, tagged),) = tag_files(tagger, [path], args.windows)
+    if isinstance(tagged, Failure):
+        raise MusictagError(f"{path}: {tagged.reason} ({tagged.detail})")
+    query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
+                        tagged.embedding[np.newaxis], tagger.tag_names)
+    return song_vectors(query, features)[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,22 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(run=_manifest_summary)
     datasets = commands.add_parser("datasets", help="list the dataset adapters data.source can name")
     datasets.set_defaults(run=_list_datasets)
-    tag = commands.add_parser("tag", help="top tags of audio files (any length, any format librosa reads)")
-    tag.add_argument("audio", nargs="+")
+    tag = commands.add_parser("tag", help="top tags of audio files or folders (any length, any format librosa reads)")
+    tag.add_argument("audio", nargs="+", help="audio files, and folders searched recursively for them")
     tag.add_argument("-k", type=int, default=5, help="tags to print per file")
+    tag.add_argument("--windows", choices=["all", "middle"], default="all",
+                     help="all: the whole track in 29.12 s windows, averaged; middle: the middle window only")
+    tag.add_argument("--output", help="write results to this .jsonl or .csv (path, top tags, every probability)")
+    tag.add_argument("--per-window", action="store_true", help="with --output: a timeline, one entry per window")
     tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
     tag.add_argument("--timeout-s", type=_positive, default=120.0, help="per file: slower decoding is given up")
     tag.add_argument("--memory-limit-mb", type=_positive, default=2048.0,
                      help="per file, for decoding the whole track (about 250 MB for 10 minutes at 48 kHz)")
     tag.set_defaults(run=_tag)
     similar = commands.add_parser("similar", help="the catalogue's nearest songs to a song (predicted tags)")
-    similar.add_argument("song_id")
+    similar.add_argument("song_id", help="a catalogue song id, or an audio file (tagged first, then searched)")
     similar.add_argument("-k", type=int, default=10)
-    similar.set_defaults(run=_similar)
     playlist = commands.add_parser("playlist", help="a smooth playlist from a seed song, no repeats")
-    playlist.add_argument("--seed", required=True, help="song id to start from")
+    playlist.add_argument("--seed", required=True, help="song id to start from, or an audio file")
     playlist.add_argument("--length", type=int, default=20)
     playlist.add_argument("--greedy", action="store_true", help="nearest unplayed song each step, no look-ahead")
+    for command in (similar, playlist):  # for a seed that is an audio file
+        command.add_argument("--model-dir", default=str(DATA_DIR / "model"))
+        command.add_argument("--windows", choices=["all", "middle"], default="middle",
+                             help="the file's windows to tag: middle (as the catalogue is tagged) or all, averaged")
+    similar.set_defaults(run=_similar)
     playlist.set_defaults(run=_playlist)
     ci = commands.add_parser("ci", help="mean and Student-t confidence interval of metrics over N runs "
                                         "(dvc experiments, or metrics JSON files given here)")

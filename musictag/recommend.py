@@ -209,16 +209,18 @@ class RecommendIndex:
                     n_skipped: int = 0) -> list[tuple[int, float]]:
         """(row, distance) of the k nearest songs to stored row `row`, nearest first, leaving out
         itself and the rows where the boolean mask `skip` (of n_skipped True values) is set."""
+        return self._search(self.vectors[row], k, skip, n_skipped, row)
+
+    def _search(self, query: np.ndarray, k: int, skip: np.ndarray | None = None, n_skipped: int = 0,
+                own_row: int | None = None) -> list[tuple[int, float]]:
+        """(row, distance) of the k nearest songs to unit vector `query`, nearest first, leaving out
+        `own_row` and the rows where `skip` is set."""
         with _one_blas_thread():
-            rows, scores = self._candidates(self.vectors[row], k + 1 + n_skipped)
-        if self.exact:
-            scores[row] = -np.inf
-            if skip is not None:
-                scores[skip] = -np.inf
-        else:
-            scores[rows == row] = -np.inf
-            if skip is not None:
-                scores[skip[rows]] = -np.inf
+            rows, scores = self._candidates(query, k + (own_row is not None) + n_skipped)
+        if own_row is not None:
+            scores[own_row if self.exact else rows == own_row] = -np.inf
+        if skip is not None:
+            scores[skip if self.exact else skip[rows]] = -np.inf
         best = _top_k(scores, k)
         best = best[scores[best] > -np.inf]
         distances = np.clip(1.0 - scores[best].astype(np.float64), 0.0, 2.0)
@@ -228,6 +230,19 @@ class RecommendIndex:
         """The k songs nearest to `song_id` (never itself), nearest first, as (id, cosine distance)."""
         k = self._check_k(k)
         return [(self._id_list[r], d) for r, d in self._search_row(self.row_of(song_id), k)]
+
+    def similar_to(self, vector: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+        """The k songs nearest to a song outside the index, given its vector (song_vectors, this
+        index's features), nearest first, as (id, cosine distance)."""
+        k = self._check_k(k)
+        return [(self._id_list[r], d) for r, d in self._search(self._query(vector), k)]
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape != (self.vectors.shape[1],):
+            raise MusictagError(f"recommend: a query of {vector.size} features for an index of "
+                                f"{self.vectors.shape[1]} ({self.features})")
+        return vector
 
     def neighbours(self, k: int = 10, block_songs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest songs of every stored song at once (blocked matrix products), whatever the
@@ -253,8 +268,9 @@ class RecommendIndex:
         va, vb = self.vectors[self.row_of(a)], self.vectors[self.row_of(b)]
         return float(np.clip(1.0 - float(va @ vb), 0.0, 2.0))
 
-    def playlist(self, seed_id, length: int = 10, lookahead: bool = True, width: int = 3) -> list[str]:
-        """A playlist of `length` distinct songs starting at `seed_id`, each close to the previous one.
+    def playlist(self, seed, length: int = 10, lookahead: bool = True, width: int = 3) -> list[str]:
+        """A playlist of `length` distinct songs starting at song id `seed`, each close to the previous
+        one; `seed` may also be the vector of a song outside the index, whose nearest song starts it.
 
         Greedy walk: the next song is the nearest song not yet in the playlist. With `lookahead`,
         the next song is instead the one of the `width` nearest unplayed songs that minimises
@@ -269,7 +285,10 @@ class RecommendIndex:
             raise MusictagError(f"recommend: playlist length {length} exceeds the {len(self)} songs in the index")
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
             raise MusictagError(f"recommend: playlist width must be a positive integer, got {width!r}")
-        current = self.row_of(seed_id)
+        if isinstance(seed, np.ndarray):
+            current = self._search(self._query(seed), 1)[0][0]
+        else:
+            current = self.row_of(seed)
         played = [current]
         skip = np.zeros(len(self), dtype=bool)
         skip[current] = True

@@ -1,4 +1,6 @@
 """Tagging with a trained model: catalogue predictions and `musictag tag` on files of any length."""
+import csv
+import json
 import os
 import random
 import struct
@@ -6,10 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile
 
 import audio_fuzz
 from musictag.cli import main as cli_main
+from musictag.library import tag_files
+from musictag.recommend import RecommendIndex, song_vectors
 from musictag.tagging import Predictions, Tagger, top_tags
 
 
@@ -95,3 +100,65 @@ def test_musictag_tag_on_damaged_files_gives_tags_or_one_line_each(tiny_model, t
     assert sorted([*tagged, *not_tagged]) == sorted(map(str, paths)) and str(paths[-1]) in tagged
     assert not_tagged[str(tmp_path / "one-hz.wav")].startswith("implausible sample rate")
     assert done.returncode == 1 and summary.startswith(f"musictag: error: {len(reasons)} of {len(paths)} files")
+
+
+def _song(path, seconds, pitch_hz, sample_rate_hz=22050):
+    rng = np.random.default_rng(int(pitch_hz))
+    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+    audio = 0.3 * np.sin(2 * np.pi * pitch_hz * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) + 0.02 * rng.standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio.astype(np.float32), sample_rate_hz)
+    return path
+
+
+def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, tmp_path, capsys):
+    library = tmp_path / "library"
+    songs = [_song(library / "a.wav", 10, 220), _song(library / "deep" / "b.flac", 70, 330),
+             _song(library / "deep" / "c.ogg", 20, 440)]
+    (library / "deep" / "broken.mp3").write_bytes(b"not audio")
+    (library / "notes.txt").write_text("not a song")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["tag", str(library), "--model-dir", str(tiny_model), "--output", str(tmp_path / "tags.jsonl"),
+                  "--per-window", "-k", "2"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"{library / 'deep' / 'broken.mp3'}: wrong header") and "1 of 4 files" in err[-1]
+    records = [json.loads(line) for line in (tmp_path / "tags.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in records] == sorted(map(str, songs))
+    tagger = Tagger(tiny_model)
+    assert all(list(r["probabilities"]) == tagger.tag_names and len(r["top_tags"]) == 2 for r in records)
+    by_path = {r["path"]: r for r in records}
+    assert [w["start_s"] for w in by_path[str(songs[1])]["windows"]] == [0.0, 29.12, 58.24]  # 70 s: 3 windows
+    expected = tagger.tag_file(songs[1])  # the one-call API: the same mean over windows
+    np.testing.assert_allclose(list(by_path[str(songs[1])]["probabilities"].values()), expected, atol=1e-4)
+
+    cli_main(["tag", *map(str, songs), "--model-dir", str(tiny_model), "--output", str(tmp_path / "tags.csv"),
+              "--windows", "middle"])
+    rows = list(csv.DictReader((tmp_path / "tags.csv").open()))
+    assert [row["path"] for row in rows] == list(map(str, songs))
+    # a song shorter than one window is the same single window either way
+    for song in (songs[0], songs[2]):
+        middle = [float(row[t]) for row in rows if row["path"] == str(song) for t in tagger.tag_names]
+        np.testing.assert_allclose(middle, list(by_path[str(song)]["probabilities"].values()), atol=1e-4)
+
+
+def test_an_unseen_file_is_searched_among_the_catalogue(tiny_model, tmp_path):
+    catalogue = [_song(tmp_path / f"song{i}.wav", 12, 110 * (i + 1)) for i in range(6)]
+    tagger = Tagger(tiny_model)
+    tagged = [t for _, t in tag_files(tagger, list(map(str, catalogue)), windows="middle")]
+    index = RecommendIndex.build(Predictions(
+        np.array([f"id{i}" for i in range(6)]), np.array(["test"] * 6), np.stack([t.probabilities for t in tagged]),
+        np.stack([t.embedding for t in tagged]), tagger.tag_names), features="both")
+
+    def vector(path):
+        ((_, query),) = tag_files(tagger, [str(path)], windows="middle")
+        return song_vectors(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
+                                        query.embedding[np.newaxis], tagger.tag_names), "both")[0]
+
+    nearest, distance = index.similar_to(vector(catalogue[3]), k=3)[0]
+    assert nearest == "id3" and distance < 1e-5  # a catalogue song, as audio, finds itself
+    new_song = _song(tmp_path / "new" / "unseen.flac", 15, 350)
+    neighbours = index.similar_to(vector(new_song), k=3)
+    assert len(neighbours) == 3 and {i for i, _ in neighbours} <= {f"id{i}" for i in range(6)}
+    assert [d for _, d in neighbours] == sorted(d for _, d in neighbours)
+    assert index.playlist(vector(new_song), length=4)[0] == neighbours[0][0]

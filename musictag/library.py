@@ -1,0 +1,176 @@
+"""Tagging a library: every audio file under some folders, with a trained model, one bad file costing itself.
+
+Files are checked and decoded in bounded workers (musictag.pool) while the parent runs the model, so
+decoding and inference overlap; windows of several files are predicted in one batch. Each file is
+either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
+(`windows="all"`, as Tagger.tag_file does), or the middle window only (`"middle"`, the pipeline's
+own front end: what the model was trained on). Results stream out in input order.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from musictag.errors import MusictagError
+from musictag.pool import BoundedPool, Failure
+
+WINDOWS = ("all", "middle")
+OUTPUT_FORMATS = (".jsonl", ".csv")
+_BATCH_WINDOWS = 32  # windows predicted at once, across files
+
+
+@dataclass(frozen=True)
+class TaggedFile:
+    """A file's tags: mean probabilities (n_tags,), mean penultimate embedding (d,), and each
+    window's probabilities (n_windows, n_tags), window i starting at i * window_s seconds."""
+
+    path: str
+    probabilities: np.ndarray
+    embedding: np.ndarray
+    window_probabilities: np.ndarray
+    window_s: float
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[str]:
+    """The files named, and every audio file (by extension) under the folders named, recursively,
+    sorted; a path that does not exist stays in the list, for its reason to be reported."""
+    from musictag.audio import AUDIO_EXTENSIONS
+
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        else:
+            found.append(str(path))
+    return found
+
+
+def tag_files(tagger, paths: list[str], windows: str = "all", timeout_s: float = 120.0,
+              memory_limit_mb: float = 2048.0, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
+    """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
+    on a terminal. A Failure's reason is a key of musictag.audio.REJECT_REASONS."""
+    if windows not in WINDOWS:
+        raise MusictagError(f"windows: expected one of {list(WINDOWS)}, got {windows!r}")
+    front_end = tagger.config["front_end"]
+    decode = functools.partial(_spectrograms, front_end=front_end, windows=windows)
+    pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
+    # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit
+    with BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
+                     preload=["musictag.audio"]) as pool, \
+            tqdm(total=len(paths), unit="file", desc="tag", disable=None, file=sys.stderr) as progress:
+        for path, outcome in pool.imap(decode, paths):
+            if isinstance(outcome, Failure):
+                yield from _predict(tagger, pending, front_end["duration_s"])
+                pending = []
+                yield path, outcome
+            else:
+                pending.append((path, outcome))
+                if sum(len(spectrograms) for _, spectrograms in pending) >= _BATCH_WINDOWS:
+                    yield from _predict(tagger, pending, front_end["duration_s"])
+                    pending = []
+            progress.update()
+        yield from _predict(tagger, pending, front_end["duration_s"])
+
+
+def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> Iterator[tuple[str, TaggedFile]]:
+    """One forward pass over the pending files' windows, split back per file."""
+    if not pending:
+        return
+    _import_keras_quietly()
+    batch = np.concatenate([spectrograms for _, spectrograms in pending])[..., np.newaxis]
+    probabilities, embeddings = tagger.predict_batches([batch])
+    start = 0
+    for path, spectrograms in pending:
+        rows = slice(start, start + len(spectrograms))
+        start = rows.stop
+        yield path, TaggedFile(path, probabilities[rows].mean(axis=0), embeddings[rows].mean(axis=0),
+                               probabilities[rows], window_s)
+
+
+def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
+    """In a worker: the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
+    Failure saying why it cannot be tagged."""
+    from musictag.audio import REJECT_REASONS, check_audio, spectrogram_of, window_spectrograms
+    from musictag.datasets import _first_line
+
+    verdict = check_audio(path)
+    if not verdict.ok:
+        return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
+    try:
+        if windows == "middle":
+            return spectrogram_of(path, **front_end)[np.newaxis]
+        return window_spectrograms(path, **front_end)
+    except MusictagError as err:
+        return Failure("undecodable", _first_line(err))
+
+
+@functools.cache
+def _import_keras_quietly() -> None:
+    """Import Keras (and so TensorFlow) once, with file descriptor 2 closed: TensorFlow's C++ start-up
+    notices ("oneDNN custom operations are on", ...) are written there before any log level applies,
+    and would mix with the one line per bad file. An import error still raises, with stderr restored."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class ResultWriter:
+    """Tagged files written as they come to `path` (.jsonl: one object a file; .csv: one row a file,
+    or a window), under a temporary name until the run ends, so a stopped run leaves no half file."""
+
+    def __init__(self, path: str | Path, tag_names: list[str], k: int, per_window: bool):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in OUTPUT_FORMATS:
+            raise MusictagError(f"--output {path}: expected a {' or '.join(OUTPUT_FORMATS)} file")
+        self.tag_names, self.k, self.per_window = tag_names, k, per_window
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self) -> ResultWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.tmp, "w", newline="")
+        if self.path.suffix.lower() == ".csv":
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["path", *(["window_start_s"] if self.per_window else []), "top_tags", *self.tag_names])
+        return self
+
+    def write(self, tagged: TaggedFile) -> None:
+        rows = [(None, tagged.probabilities)]
+        if self.per_window:
+            rows = [(round(i * tagged.window_s, 2), p) for i, p in enumerate(tagged.window_probabilities)]
+        if self.path.suffix.lower() == ".csv":
+            for start_s, probabilities in rows:
+                self._csv.writerow([tagged.path, *([start_s] if self.per_window else []),
+                                    "|".join(tag for tag, _ in self.top(probabilities)),
+                                    *(f"{p:.4f}" for p in probabilities)])
+            return
+        record = {"path": tagged.path, "top_tags": self.top(tagged.probabilities),
+                  "probabilities": {t: round(float(p), 4) for t, p in zip(self.tag_names, tagged.probabilities)}}
+        if self.per_window:
+            record["windows"] = [{"start_s": start_s, "top_tags": self.top(p)} for start_s, p in rows]
+        self._file.write(json.dumps(record) + "\n")
+
+    def top(self, probabilities: np.ndarray) -> list[list]:
+        """The k most likely tags, as [tag, probability] pairs."""
+        return [[self.tag_names[i], round(float(probabilities[i]), 4)] for i in probabilities.argsort()[::-1][:self.k]]
+
+    def __exit__(self, exc_type, *_) -> None:
+        self._file.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
