@@ -18,7 +18,7 @@ import os
 import stat
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -165,22 +165,37 @@ def load_window(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration
         return _middle_window(source, sample_rate_hz, round(duration_s * sample_rate_hz))
 
 
-def load_windows(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S) -> np.ndarray:
-    """The whole song, mono at `sample_rate_hz`, cut into consecutive windows of `duration_s` (the last
-    zero-padded): float32 of shape (n_windows, round(duration_s * sample_rate_hz)), n_windows >= 1.
-    librosa.load(path, sr=sample_rate_hz) cut up; for tagging a track of any length."""
+def spectrograms_of_audio(audio: np.ndarray, native_hz: int, windows: str = "all",
+                          sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
+                          **log_mel_params) -> np.ndarray:
+    """Algorithm 1 on decoded mono `audio` of shape (n,) at `native_hz` (check_audio(keep_audio=True)
+    gives it, so a file is decoded once for checking and tagging): float32 (n_windows, n_mels, n_frames).
+
+    windows="middle": the middle window only, as spectrogram_of cuts it. "all": the whole song in
+    consecutive windows of `duration_s`, the last zero-padded (librosa.load(sr=...) of it, cut up).
+    """
     n_samples = round(duration_s * sample_rate_hz)
-    with _source(path) as source:
-        audio = _resample(source.read(0, source.n_frames), source.sample_rate_hz, sample_rate_hz)
-    n_windows = max(1, math.ceil(len(audio) / n_samples))
-    return _fix_length(audio, n_windows * n_samples).reshape(n_windows, n_samples)
+    if windows == "middle":
+        cuts = _middle_window(_ArraySource(audio, native_hz), sample_rate_hz, n_samples)[np.newaxis]
+    else:
+        resampled = _resample(audio, native_hz, sample_rate_hz)
+        n_windows = max(1, math.ceil(len(resampled) / n_samples))
+        cuts = _fix_length(resampled, n_windows * n_samples).reshape(n_windows, n_samples)
+    with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
+        spectrograms = np.stack([log_mel(cut, sample_rate_hz, **log_mel_params) for cut in cuts])
+    if not np.isfinite(spectrograms).all():
+        raise MusictagError("the spectrogram is not finite (samples far beyond full scale)")
+    return spectrograms
 
 
-def window_spectrograms(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
-                        **log_mel_params) -> np.ndarray:
-    """Algorithm 1 on every window of load_windows: float32 (n_windows, n_mels, n_frames)."""
-    return np.stack([log_mel(window, sample_rate_hz, **log_mel_params)
-                     for window in load_windows(path, sample_rate_hz, duration_s)])
+class _ArraySource:
+    """Audio already decoded, mono: what _middle_window reads from a file, from memory."""
+
+    def __init__(self, audio: np.ndarray, sample_rate_hz: int):
+        self.audio, self.sample_rate_hz, self.n_frames = audio, sample_rate_hz, len(audio)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.audio[start:stop]
 
 
 @contextlib.contextmanager
@@ -327,7 +342,7 @@ def _resample(audio: np.ndarray, native_hz: int, sample_rate_hz: int) -> np.ndar
     return audio if native_hz == sample_rate_hz else soxr.resample(audio, native_hz, sample_rate_hz, quality="HQ")
 
 
-def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource, sample_rate_hz: int,
+def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource | _ArraySource, sample_rate_hz: int,
                    n_samples: int) -> np.ndarray:
     """Resampled window of `n_samples` around the middle of `source`, as described in load_window."""
     native_hz = source.sample_rate_hz
@@ -374,17 +389,21 @@ class AudioCheck:
     duration_s: float = 0.0
     sample_rate_hz: int = 0
     channels: int = 0
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # mono, if asked to keep it
 
     @property
     def ok(self) -> bool:
         return self.reason is None
 
 
-def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0) -> AudioCheck:
-    """Decode all of `path` once and say whether it is usable. Never raises for a bad file, but for
-    a MemoryError, which check_many's bounded workers turn into "out of memory"."""
+def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0,
+                keep_audio: bool = False) -> AudioCheck:
+    """Decode all of `path` once and say whether it is usable; with `keep_audio`, a usable file's
+    audio comes with the verdict, mono at its own rate, float32 (n,), downmixed as librosa.load does.
+    Never raises for a bad file, but for a MemoryError, which check_many's bounded workers turn into
+    "out of memory"."""
     try:
-        return _check(Path(path), min_duration_s, silence_dbfs)
+        return _check(Path(path), min_duration_s, silence_dbfs, keep_audio)
     except MemoryError:
         raise
     except Exception as err:  # a decoder's unforeseen failure must not stop a scan of 100,000 files
@@ -412,6 +431,7 @@ class _Stream:
     channels: int
     declared_frames: int  # what the header promises
     frames: int = 0
+    mono: list[np.ndarray] | None = None  # the downmixed blocks, where the audio is kept
     sum_squares: float = 0.0
     finite: bool = True
     peak: float = 0.0  # the largest |sample| among the finite blocks
@@ -425,9 +445,11 @@ class _Stream:
         if finite and len(block):
             self.peak = max(self.peak, float(np.abs(block).max()))
         self.sum_squares += float(np.vdot(block, block))
+        if self.mono is not None:
+            self.mono.append(block.mean(axis=1))  # librosa.to_mono, bit for bit (as _SoundfileSource)
 
 
-def _check(path: Path, min_duration_s: float, silence_dbfs: float) -> AudioCheck:
+def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: bool = False) -> AudioCheck:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -447,7 +469,7 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float) -> AudioCheck
         file = sf.SoundFile(path)
     except sf.SoundFileRuntimeError as soundfile_err:  # a format libsndfile does not know
         try:
-            stream = _decode_with_audioread(path)
+            stream = _decode_with_audioread(path, keep_audio)
         except _DECODE_ERRORS:
             return AudioCheck("undecodable", _first_line(soundfile_err))
     else:
@@ -455,7 +477,7 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float) -> AudioCheck
             if problem := _sample_rate_problem(file.samplerate):  # before decoding: it may be huge
                 return AudioCheck("implausible sample rate", problem, sample_rate_hz=file.samplerate,
                                   channels=file.channels)
-            stream = _decode_with_soundfile(file)
+            stream = _decode_with_soundfile(file, keep_audio)
     return _verdict(stream, min_duration_s, silence_dbfs)
 
 
@@ -524,8 +546,8 @@ def _wav_missing_bytes(file) -> int:
     return 0
 
 
-def _decode_with_soundfile(file: sf.SoundFile) -> _Stream:
-    stream = _Stream(file.samplerate, file.channels, file.frames)
+def _decode_with_soundfile(file: sf.SoundFile, keep_audio: bool) -> _Stream:
+    stream = _Stream(file.samplerate, file.channels, file.frames, mono=[] if keep_audio else None)
     try:
         block_frames = max(1, _BLOCK_SAMPLES // file.channels)
         while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
@@ -535,10 +557,10 @@ def _decode_with_soundfile(file: sf.SoundFile) -> _Stream:
     return stream
 
 
-def _decode_with_audioread(path: Path) -> _Stream:
+def _decode_with_audioread(path: Path, keep_audio: bool) -> _Stream:
     """Through audioread, which neither reports a header length nor tells a cut stream from an end."""
     with _quiet_audioread(), audioread.audio_open(str(path)) as file:
-        stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0)
+        stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0, mono=[] if keep_audio else None)
     if _sample_rate_problem(stream.sample_rate_hz) is None:  # else _verdict says why, undecoded
         for block in _audioread_blocks(path):
             stream.add(block)
@@ -568,4 +590,4 @@ def _verdict(stream: _Stream, min_duration_s: float, silence_dbfs: float) -> Aud
     rms_dbfs = 10 * math.log10(max(mean_square, 1e-30))
     if rms_dbfs < silence_dbfs:
         return verdict("silent", f"RMS {rms_dbfs:.1f} dBFS")
-    return verdict(None)
+    return verdict(None, audio=None if stream.mono is None else np.concatenate(stream.mono))

@@ -1,7 +1,8 @@
 """Tagging a library: every audio file under some folders, with a trained model, one bad file costing itself.
 
 Files are checked and decoded in bounded workers (musictag.pool) while the parent runs the model, so
-decoding and inference overlap; windows of several files are predicted in one batch. Each file is
+decoding and inference overlap; each file is decoded once (the check keeps its audio), and windows of
+several files are predicted in one batch. Each file is
 either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
 (`windows="all"`, as Tagger.tag_file does), or the middle window only (`"middle"`, the pipeline's
 own front end: what the model was trained on). Results stream out in input order.
@@ -99,16 +100,14 @@ def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> 
 def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
     """In a worker: the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
     Failure saying why it cannot be tagged."""
-    from musictag.audio import REJECT_REASONS, check_audio, spectrogram_of, window_spectrograms
+    from musictag.audio import REJECT_REASONS, check_audio, spectrograms_of_audio
     from musictag.datasets import _first_line
 
-    verdict = check_audio(path)
+    verdict = check_audio(path, keep_audio=True)  # decoded once, for the check and the windows
     if not verdict.ok:
         return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
     try:
-        if windows == "middle":
-            return spectrogram_of(path, **front_end)[np.newaxis]
-        return window_spectrograms(path, **front_end)
+        return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)
     except MusictagError as err:
         return Failure("undecodable", _first_line(err))
 

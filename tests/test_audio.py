@@ -384,3 +384,13 @@ def test_load_window_names_an_undecodable_file(tmp_path):
     path = build_bytes("junk.flac", b"fLaC" + bytes(range(256)) * 40)(tmp_path)
     with pytest.raises(MusictagError, match="junk.flac: cannot decode audio"):
         audio.load_window(path)
+
+
+def test_a_kept_check_holds_the_audio_librosa_loads(songs):
+    checked = audio.check_audio(songs[10], keep_audio=True)
+    expected, sample_rate_hz = librosa.load(songs[10], sr=None, mono=True)
+    assert checked.ok and checked.sample_rate_hz == sample_rate_hz
+    np.testing.assert_array_equal(checked.audio, expected)
+    assert audio.check_audio(songs[10]).audio is None  # not kept unless asked
+    middle = audio.spectrograms_of_audio(checked.audio, sample_rate_hz, "middle")
+    np.testing.assert_array_equal(middle[0], audio.spectrogram_of(songs[10]))  # the pipeline's window
