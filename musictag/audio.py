@@ -181,11 +181,7 @@ def spectrograms_of_audio(audio: np.ndarray, native_hz: int, windows: str = "all
         resampled = _resample(audio, native_hz, sample_rate_hz)
         n_windows = max(1, math.ceil(len(resampled) / n_samples))
         cuts = _fix_length(resampled, n_windows * n_samples).reshape(n_windows, n_samples)
-    with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
-        spectrograms = np.stack([log_mel(cut, sample_rate_hz, **log_mel_params) for cut in cuts])
-    if not np.isfinite(spectrograms).all():
-        raise MusictagError("the spectrogram is not finite (samples far beyond full scale)")
-    return spectrograms
+    return _finite_log_mels(cuts, sample_rate_hz, **log_mel_params)
 
 
 class _ArraySource:
@@ -221,12 +217,21 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
 def spectrogram_of(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
                    **log_mel_params) -> np.ndarray:
     """Algorithm 1 for one song: float32 (n_mels, n_frames), (96, 1366) with the defaults."""
+    window = load_window(path, sample_rate_hz, duration_s)
+    try:
+        return _finite_log_mels(window[np.newaxis], sample_rate_hz, **log_mel_params)[0]
+    except MusictagError as err:  # check_audio rejects the files that do this
+        raise MusictagError(f"{path}: {err}; musictag.audio.check_audio says why") from None
+
+
+def _finite_log_mels(windows: np.ndarray, sample_rate_hz: int, **log_mel_params) -> np.ndarray:
+    """log_mel of each window of (n_windows, n_samples), stacked; a MusictagError if any value is not
+    finite (samples so far beyond full scale that the squared mel power overflows float32)."""
     with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
-        spectrogram = log_mel(load_window(path, sample_rate_hz, duration_s), sample_rate_hz, **log_mel_params)
-    if not np.isfinite(spectrogram).all():  # check_audio rejects the files that do this
-        raise MusictagError(f"{path}: the spectrogram is not finite (samples far beyond full scale); "
-                            "musictag.audio.check_audio says why")
-    return spectrogram
+        spectrograms = np.stack([log_mel(window, sample_rate_hz, **log_mel_params) for window in windows])
+    if not np.isfinite(spectrograms).all():
+        raise MusictagError("the spectrogram is not finite (samples far beyond full scale)")
+    return spectrograms
 
 
 def spectrogram_shape(sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S, n_fft: int = 512,
@@ -256,14 +261,27 @@ class _SoundfileSource:
         shorter where the file ends early. Downmixed a block at a time, so memory follows the audio
         there is, never the frame or channel count a header claims."""
         self.file.seek(start)
-        mono, n_read, block_frames = [], 0, max(1, _BLOCK_SAMPLES // self.file.channels)
-        while n_read < stop - start and len(block := self.file.read(min(block_frames, stop - start - n_read),
-                                                                    dtype="float32", always_2d=True)):
+        mono = []
+        for block in _soundfile_blocks(self.file, stop - start):
             if not np.isfinite(block).all():  # as librosa.to_mono (a float file)
                 raise librosa.ParameterError("Audio buffer is not finite everywhere")
             mono.append(block.mean(axis=1))  # librosa.to_mono, bit for bit: each frame's mean over channels
-            n_read += len(block)
         return np.concatenate(mono) if mono else np.zeros(0, dtype=np.float32)
+
+
+def _soundfile_blocks(file: sf.SoundFile, n_frames: int | None = None) -> Iterator[np.ndarray]:
+    """float32 blocks of shape (frames, channels) from the file's position on, `n_frames` in all
+    (None: to the end), each about _BLOCK_SAMPLES samples whatever the channel count."""
+    block_frames = max(1, _BLOCK_SAMPLES // file.channels)
+    remaining = n_frames
+    while remaining is None or remaining > 0:
+        block = file.read(block_frames if remaining is None else min(block_frames, remaining),
+                          dtype="float32", always_2d=True)
+        if not len(block):
+            return
+        yield block
+        if remaining is not None:
+            remaining -= len(block)
 
 
 class _FlacSource:
@@ -474,9 +492,6 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: b
             return AudioCheck("undecodable", _first_line(soundfile_err))
     else:
         with file:
-            if problem := _sample_rate_problem(file.samplerate):  # before decoding: it may be huge
-                return AudioCheck("implausible sample rate", problem, sample_rate_hz=file.samplerate,
-                                  channels=file.channels)
             stream = _decode_with_soundfile(file, keep_audio)
     return _verdict(stream, min_duration_s, silence_dbfs)
 
@@ -548,9 +563,10 @@ def _wav_missing_bytes(file) -> int:
 
 def _decode_with_soundfile(file: sf.SoundFile, keep_audio: bool) -> _Stream:
     stream = _Stream(file.samplerate, file.channels, file.frames, mono=[] if keep_audio else None)
+    if _sample_rate_problem(stream.sample_rate_hz):  # not decoded: _verdict says why
+        return stream
     try:
-        block_frames = max(1, _BLOCK_SAMPLES // file.channels)
-        while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
+        for block in _soundfile_blocks(file):
             stream.add(block)
     except sf.SoundFileError as err:
         stream.error = _first_line(err)
@@ -561,7 +577,7 @@ def _decode_with_audioread(path: Path, keep_audio: bool) -> _Stream:
     """Through audioread, which neither reports a header length nor tells a cut stream from an end."""
     with _quiet_audioread(), audioread.audio_open(str(path)) as file:
         stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0, mono=[] if keep_audio else None)
-    if _sample_rate_problem(stream.sample_rate_hz) is None:  # else _verdict says why, undecoded
+    if _sample_rate_problem(stream.sample_rate_hz) is None:  # else not decoded: _verdict says why
         for block in _audioread_blocks(path):
             stream.add(block)
     stream.declared_frames = stream.frames

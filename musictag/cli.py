@@ -38,7 +38,7 @@ def _tag(args: argparse.Namespace) -> None:
     with writer or contextlib.nullcontext():
         for path, tagged in tag_files(tagger, paths, args.windows, args.timeout_s, args.memory_limit_mb):
             if isinstance(tagged, Failure):
-                failed.append((path, f"{path}: {tagged.reason} ({tagged.detail})"))
+                failed.append((path, tagged.message(path)))
                 if len(paths) > 1:  # as it happens; a single file's reason is the error line itself
                     print(failed[-1][1], file=sys.stderr)
             elif writer:
@@ -140,7 +140,7 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     tagger = Tagger(resolve(args.model_dir))
     ((_, tagged),) = tag_files(tagger, [path], args.windows)
     if isinstance(tagged, Failure):
-        raise MusictagError(f"{path}: {tagged.reason} ({tagged.detail})")
+        raise MusictagError(tagged.message(path))
     query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
                         tagged.embedding[np.newaxis], tagger.tag_names)
     return song_vectors(query, features)[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import faulthandler
+import functools
 import multiprocessing
 import os
 import resource
@@ -38,6 +39,10 @@ class Failure:
 
     reason: str
     detail: str
+
+    def message(self, path) -> str:
+        """The one line a user reads: `path: reason (detail)`."""
+        return f"{path}: {self.reason} ({self.detail})"
 
 
 def check_limits(timeout_s, memory_limit_mb, section: str) -> None:
@@ -78,13 +83,9 @@ class BoundedPool:
     def imap(self, function: Callable[[Job], object], jobs: Iterable[Job]) -> Iterator[tuple[Job, object]]:
         """(job, function(job) or a Failure) for every job, in order. Jobs are drawn from `jobs` only as
         workers need them (a few per worker ahead), so a generator of 240,000 files stays a generator."""
-        in_flight = collections.deque()
-        for job in jobs:
-            in_flight.append((job, self._pool.schedule(function, args=(job,), timeout=self.timeout_s)))
-            if len(in_flight) >= 4 * self.workers:
-                yield self._outcome(*in_flight.popleft())
-        while in_flight:
-            yield self._outcome(*in_flight.popleft())
+        schedule = functools.partial(self._pool.schedule, function, timeout=self.timeout_s)
+        for job, future in in_order(jobs, lambda job: schedule(args=(job,)), 4 * self.workers):
+            yield self._outcome(job, future)
 
     def _outcome(self, job, future) -> tuple[object, object]:
         try:
@@ -95,6 +96,18 @@ class BoundedPool:
             return job, Failure("out of memory", f"over {self.memory_limit_mb:g} MB")
         except ProcessExpired as err:
             return job, Failure("crashed", f"worker exit code {err.exitcode}")
+
+
+def in_order(jobs: Iterable[Job], submit: Callable[[Job], object], lookahead: int) -> Iterator[tuple[Job, object]]:
+    """(job, submit(job)) for every job, in order, drawing a job only while fewer than `lookahead`
+    are in flight: the in-order, bounded read-ahead that BoundedPool and the Dask executor share."""
+    in_flight = collections.deque()
+    for job in jobs:
+        in_flight.append((job, submit(job)))
+        if len(in_flight) >= lookahead:
+            yield in_flight.popleft()
+    while in_flight:
+        yield in_flight.popleft()
 
 
 def _start_worker(memory_limit_mb: float) -> None:

@@ -12,7 +12,6 @@ may not see this file system, send them back. A song that fails is listed in the
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import math
@@ -32,7 +31,7 @@ from musictag.datasets import _first_line
 from musictag.errors import MusictagError
 from musictag.files import replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
-from musictag.pool import BoundedPool, Failure, check_limits
+from musictag.pool import BoundedPool, Failure, check_limits, in_order
 
 INDEX_NAME = "index.json"
 FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
@@ -57,14 +56,7 @@ class _DaskPool:
     def imap(self, function: Callable, jobs: Iterable) -> Iterator[tuple[object, object]]:
         """(job, function(job)) in order, a few jobs per worker thread in flight."""
         lookahead = 4 * max(1, sum(self.client.nthreads().values()))
-        in_flight = collections.deque()
-        for job in jobs:
-            in_flight.append((job, self.client.submit(function, job, pure=False)))
-            if len(in_flight) >= lookahead:
-                job, future = in_flight.popleft()
-                yield job, future.result()
-        while in_flight:
-            job, future = in_flight.popleft()
+        for job, future in in_order(jobs, lambda job: self.client.submit(function, job, pure=False), lookahead):
             yield job, future.result()
 
 
@@ -208,7 +200,7 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
                 if isinstance(outcome, Failure):
                     failed.append({"id": row.song_id, "audio_path": _portable(row.audio_path),
                                    "reason": outcome.reason, "detail": outcome.detail})
-                    progress.write(f"{row.audio_path}: {outcome.reason} ({outcome.detail}); skipped")
+                    progress.write(outcome.message(row.audio_path) + "; skipped")
                 elif outcome is not None:
                     _write_row(scratch_dir / (row.chunk + ".tmp"), row.offset, outcome, row_shape)
                 progress.update()
