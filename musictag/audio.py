@@ -82,6 +82,8 @@ _BLOCK_SAMPLES = 1 << 14
 _DECODE_ERRORS = (sf.SoundFileError, OSError, EOFError, audioread.DecodeError, librosa.ParameterError,
                   miniaudio.MiniaudioError)
 
+_NON_FINITE = "Audio buffer is not finite everywhere"  # librosa.to_mono's words, raised as it would
+
 _CONTAINER_OF_EXTENSION = {
     ".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg", ".opus": "ogg",
     ".mp3": "mpeg", ".mp2": "mpeg", ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff",
@@ -194,6 +196,14 @@ class _ArraySource:
         return self.audio[start:stop]
 
 
+class _ImplausibleRate(MusictagError):
+    """A header's sample rate that no recording has (_sample_rate_problem)."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"{path}: implausible sample rate ({problem})")
+        self.problem = problem
+
+
 @contextlib.contextmanager
 def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _AudioreadSource]:
     """The decoder for `path`: dr_flac for 16-bit FLAC, else libsndfile, else audioread. A decoding
@@ -207,7 +217,7 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
                 except sf.SoundFileRuntimeError:  # a format libsndfile does not know
                     source = _AudioreadSource(path)
             if problem := _sample_rate_problem(source.sample_rate_hz):
-                raise MusictagError(f"{path}: implausible sample rate ({problem})")
+                raise _ImplausibleRate(path, problem)
             yield source
     except _DECODE_ERRORS as err:
         raise MusictagError(f"{path}: cannot decode audio ({_first_line(err)}); "
@@ -264,7 +274,7 @@ class _SoundfileSource:
         mono = []
         for block in _soundfile_blocks(self.file, stop - start):
             if not np.isfinite(block).all():  # as librosa.to_mono (a float file)
-                raise librosa.ParameterError("Audio buffer is not finite everywhere")
+                raise librosa.ParameterError(_NON_FINITE)
             mono.append(block.mean(axis=1))  # librosa.to_mono, bit for bit: each frame's mean over channels
         return np.concatenate(mono) if mono else np.zeros(0, dtype=np.float32)
 
@@ -468,20 +478,7 @@ class _Stream:
 
 
 def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: bool = False) -> AudioCheck:
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return AudioCheck("missing")
-    except OSError as err:
-        return AudioCheck("unreadable", _first_line(err))
-    if not stat.S_ISREG(mode):
-        return AudioCheck("not a file")
-    try:
-        with open(path, "rb") as file:
-            problem = _byte_problem(file, path.suffix.lower())
-    except OSError as err:
-        return AudioCheck("unreadable", _first_line(err))
-    if problem:
+    if problem := _file_problem(path):
         return problem
     try:
         file = sf.SoundFile(path)
@@ -494,6 +491,68 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: b
         with file:
             stream = _decode_with_soundfile(file, keep_audio)
     return _verdict(stream, min_duration_s, silence_dbfs)
+
+
+def _file_problem(path: Path) -> AudioCheck | None:
+    """What shows before decoding: the path (missing, not a file, unreadable) and the bytes (_byte_problem)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return AudioCheck("missing")
+    except OSError as err:
+        return AudioCheck("unreadable", _first_line(err))
+    if not stat.S_ISREG(mode):
+        return AudioCheck("not a file")
+    try:
+        with open(path, "rb") as file:
+            return _byte_problem(file, path.suffix.lower())
+    except OSError as err:
+        return AudioCheck("unreadable", _first_line(err))
+
+
+def check_window(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0,
+                 sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
+                 **log_mel_params) -> tuple[AudioCheck, np.ndarray | None]:
+    """check_audio's verdict, from the middle window alone, and that window's spectrogram (n_mels,
+    n_frames) when usable: for tagging one window of a long track, decoding only the window instead of
+    the whole file (a 5-minute MP3 costs what a 30-second one does).
+
+    The checks that need no decoding are check_audio's own (path, bytes, header, sample rate, length
+    by the header); the rest look at the window: undecodable, nan or inf, out-of-range or silent
+    samples there. Damage outside the window goes unseen: it does not change the window's tags.
+    The clean stage still decodes every file whole. Never raises for a bad file.
+    """
+    path = Path(path)
+    if problem := _file_problem(path):
+        return problem, None
+    n_samples = round(duration_s * sample_rate_hz)
+    try:
+        with _source(path) as source:
+            header_s = source.n_frames / source.sample_rate_hz
+            verdict = functools.partial(AudioCheck, duration_s=header_s, sample_rate_hz=source.sample_rate_hz)
+            if header_s < min_duration_s:
+                return verdict("too short", f"{header_s:.2f} s by the header"), None
+            window = _middle_window(source, sample_rate_hz, n_samples)
+    except _ImplausibleRate as err:
+        return AudioCheck("implausible sample rate", err.problem), None
+    except MusictagError as err:
+        if _NON_FINITE in str(err):
+            return AudioCheck("nan or inf samples", "in the middle window"), None
+        return AudioCheck("undecodable", _first_line(err)), None
+    except Exception as err:  # a decoder's unforeseen failure is the file's, as in check_audio
+        return AudioCheck("undecodable", f"{type(err).__name__}: {_first_line(err)}"), None
+    heard = window[:min(n_samples, math.ceil(source.n_frames * sample_rate_hz / source.sample_rate_hz))]
+    if not np.isfinite(heard).all():
+        return verdict("nan or inf samples", "in the middle window"), None
+    if len(heard) and (peak := float(np.abs(heard).max())) > MAX_SAMPLE_MAGNITUDE:
+        return verdict("out-of-range samples", f"peak {peak:.3g} in the middle window"), None
+    rms_dbfs = 10 * math.log10(max(float(np.mean(np.square(heard, dtype=np.float64))) if len(heard) else 0.0, 1e-30))
+    if rms_dbfs < silence_dbfs:
+        return verdict("silent", f"RMS {rms_dbfs:.1f} dBFS in the middle window"), None
+    try:
+        return verdict(None), _finite_log_mels(window[np.newaxis], sample_rate_hz, **log_mel_params)[0]
+    except MusictagError as err:
+        return verdict("out-of-range samples", _first_line(err)), None
 
 
 def _sample_rate_problem(sample_rate_hz: int) -> str | None:

@@ -92,8 +92,10 @@ def _confidence_intervals(args: argparse.Namespace) -> None:
 
 
 def _songs(ids_and_distances: list[tuple[str, float | None]]) -> None:
-    """Print songs with artist and title from the clean manifest."""
-    clips = Manifest.read(DATA_DIR / "clean.csv").clips.set_index("id")
+    """Print songs with artist and title from the recommendation catalogue."""
+    from musictag.catalogue import read_songs
+
+    clips = read_songs(DATA_DIR / "catalogue")
     for position, (song_id, distance) in enumerate(ids_and_distances, start=1):
         artist, title = clips.loc[song_id, ["artist", "title"]] if song_id in clips.index else ("?", "?")
         shown = f"{distance:.3f}  " if distance is not None else ""
@@ -108,7 +110,7 @@ def _recommend_index():
 
 def _similar(args: argparse.Namespace) -> None:
     index = _recommend_index()
-    if _is_audio_file(args.song_id):
+    if _is_audio_file(args.song_id, index):
         _songs(index.similar_to(_song_vector(args.song_id, index.features, args), args.k))
     else:
         _songs(index.similar(args.song_id, args.k))
@@ -116,14 +118,18 @@ def _similar(args: argparse.Namespace) -> None:
 
 def _playlist(args: argparse.Namespace) -> None:
     index = _recommend_index()
-    seed = _song_vector(args.seed, index.features, args) if _is_audio_file(args.seed) else args.seed
+    seed = _song_vector(args.seed, index.features, args) if _is_audio_file(args.seed, index) else args.seed
     _songs([(song_id, None) for song_id in index.playlist(seed, args.length, lookahead=not args.greedy)])
 
 
-def _is_audio_file(song: str) -> bool:
-    """Whether a song argument names an audio file (an existing file, or an audio extension) rather than an id."""
+def _is_audio_file(song: str, index) -> bool:
+    """Whether a song argument names an audio file to tag rather than a catalogue id: it is not an id of
+    the index (a folder catalogue's ids are paths such as `album/song.flac`) and it is an existing file
+    or has an audio extension (so that a missing file is reported as one)."""
     from musictag.audio import AUDIO_EXTENSIONS
 
+    if song in index:
+        return False
     return Path(song).is_file() or Path(song).suffix.lower() in AUDIO_EXTENSIONS
 
 

@@ -99,17 +99,23 @@ def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> 
 
 def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
     """In a worker: the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
-    Failure saying why it cannot be tagged."""
-    from musictag.audio import REJECT_REASONS, check_audio, spectrograms_of_audio
+    Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
+    all windows decode the whole file once, for the check and the windows (check_audio keeps it)."""
+    from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrograms_of_audio
     from musictag.datasets import _first_line
 
-    verdict = check_audio(path, keep_audio=True)  # decoded once, for the check and the windows
-    if not verdict.ok:
-        return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
-    try:
-        return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)
-    except MusictagError as err:
-        return Failure("undecodable", _first_line(err))
+    if windows == "middle":
+        verdict, spectrogram = check_window(path, **front_end)
+        if verdict.ok:
+            return spectrogram[np.newaxis]
+    else:
+        verdict = check_audio(path, keep_audio=True)
+        if verdict.ok:
+            try:
+                return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)
+            except MusictagError as err:
+                return Failure("undecodable", _first_line(err))
+    return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
 
 
 @functools.cache

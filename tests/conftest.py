@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_SAMPLES = REPO_ROOT.parent / "shared" / "dataset-samples"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FRONT_END = {"sample_rate_hz": 12000, "duration_s": 29.12, "n_fft": 512, "hop_length": 256, "n_mels": 96,
              "square_power": True, "ref": 1.0, "amin": 1e-10, "top_db": 80.0}  # params.yaml's defaults

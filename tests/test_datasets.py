@@ -22,15 +22,13 @@ from musictag.datasets import (
 )
 from musictag.errors import MusictagError
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "dataset-samples"
+# copied from ../shared/dataset-samples (its README.md describes each file), so a plain clone runs these tests
+SAMPLES = Path(__file__).resolve().parent / "data" / "dataset-samples"
 AUDIO = os.path.join("music", "audio")  # relative on purpose: audio paths must keep it as given
 
 
 def sample(*parts: str) -> Path:
-    path = SAMPLES.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"dataset sample {path} not available")
-    return path
+    return SAMPLES.joinpath(*parts)
 
 
 def one_line_error(call, *needles: str) -> str:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import audio_fuzz
-from musictag.audio import REJECT_REASONS, check_audio, spectrogram_of, warm_up
+from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
 from musictag.errors import MusictagError
 from musictag.pool import BoundedPool, Failure
 
@@ -48,10 +48,11 @@ def pool(base_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def stats():
     """Counts over the module's cases, printed (and written to MUSICTAG_FUZZ_REPORT) at the end."""
-    collected = {"cases": 0, "kept": 0, "rejected": collections.Counter(), "per_container": collections.Counter(),
+    collected = {"cases": 0, "kept": 0, "rejected": collections.Counter(), "window_rejected": collections.Counter(), "per_container": collections.Counter(),
                  "slowest_s": 0.0, "slowest_case": None, "peak_worker_rss_mb": 0.0, "peak_above_start_mb": 0.0}
     yield collected
     summary = {**collected, "rejected": dict(collected["rejected"].most_common()),
+               "window_rejected": dict(collected["window_rejected"].most_common()),
                "per_container": dict(collected["per_container"])}
     print("\naudio fuzz:", json.dumps(summary, indent=2))
     if report := os.environ.get("MUSICTAG_FUZZ_REPORT"):
@@ -76,6 +77,12 @@ def _extract(path):
     except MusictagError as err:
         return f"spectrogram_of raised: {err}"
     return spectrogram.shape, bool(np.isfinite(spectrogram).all())
+
+
+def _window(path):
+    """What tagging the middle window does (check_window), reduced to what the property needs."""
+    verdict, spectrogram = check_window(path)
+    return verdict.reason, None if spectrogram is None else (spectrogram.shape, bool(np.isfinite(spectrogram).all()))
 
 
 def _run(pool, function, path, stats, case):
@@ -139,6 +146,12 @@ def test_every_damaged_file_is_kept_and_extracted_or_rejected_with_a_reason(base
             stats["kept"] += 1
         else:
             stats["rejected"][reason] += 1
+        # tagging the middle window decodes only the window: the same two outcomes, and whatever clean keeps
+        window = _run(pool, _window, path, stats, description)
+        window_reason = window.reason if isinstance(window, Failure) else window[0]
+        assert window_reason in REJECT_REASONS or window == (None, ((96, 1366), True)), f"{description}: {window}"
+        assert reason is not None or window_reason is None, f"{description}: clean kept it, check_window: {window}"
+        stats["window_rejected"][window_reason or "kept"] += 1
         path.unlink()
 
     case()

@@ -125,6 +125,42 @@ def test_each_user_error_is_one_line_and_a_failing_exit(repo, command, named):
     assert done.stderr.startswith("musictag: error:") and named in done.stderr
 
 
+def test_dvc_repro_indexes_a_folder_of_unseen_songs_and_tags_only_new_files(repo, tmp_path):
+    """The issue's own case: a folder of songs never seen in training becomes the recommendation catalogue
+    by params alone; `musictag similar new_song.flac` finds its neighbours there; a file added later is
+    the only one tagged on the next `dvc repro`. The copy is put back as it was for the README's commands."""
+    folder = tmp_path / "my music"
+    for i in range(6):
+        (folder / f"album{i % 2}").mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"album{i % 2}" / f"track{i}.flac", music(30.0 + 5 * i, 22050, seed=100 + i), 22050)
+    repo.set_param("catalogue.source", "folder")
+    repo.set_param("catalogue.audio_dir", str(folder))
+    built = run_as_user(repo, ".venv/bin/dvc repro")
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    ran = re.findall(r"Running stage '([\w-]+)'", built.stdout)
+    assert ran == ["catalogue", "recommend"], ran  # the model and the rest are untouched
+    assert "catalogue: 6 songs (6 tagged now, 0 from the last run" in built.stdout
+
+    new_song = tmp_path / "some_new_song.flac"
+    sf.write(new_song, music(40.0, 44100, seed=200), 44100)
+    similar = run_as_user(repo, f".venv/bin/musictag similar '{new_song}' -k 3")
+    assert similar.returncode == 0, similar.stderr
+    catalogue_ids = {f"album{i % 2}/track{i}.flac" for i in range(6)}
+    found = [line.split()[2] for line in similar.stdout.splitlines()]
+    assert len(found) == 3 and set(found) <= catalogue_ids, similar.stdout
+
+    sf.write(folder / "album1" / "track6.flac", music(33.0, 22050, seed=106), 22050)
+    again = run_as_user(repo, ".venv/bin/dvc repro")
+    assert "catalogue: 7 songs (1 tagged now, 6 from the last run" in again.stdout, again.stdout[-2000:]
+    by_id = run_as_user(repo, ".venv/bin/musictag similar album1/track6.flac -k 2")  # an id, not a file here
+    assert by_id.returncode == 0 and len(by_id.stdout.splitlines()) == 2, by_id.stderr
+    assert {line.split()[2] for line in by_id.stdout.splitlines()} <= catalogue_ids
+
+    repo.git("checkout", "--", "params.yaml", "dvc.lock")
+    restored = run_as_user(repo, ".venv/bin/dvc repro")
+    assert restored.returncode == 0 and "catalogue: 40 songs" in restored.stdout, restored.stdout[-2000:]
+
+
 def test_every_readme_command_runs_as_printed(repo):
     """Last in this file: the README's `dvc exp run` lines add the experiments `musictag ci` needs."""
     for command in readme_commands(README.read_text()):

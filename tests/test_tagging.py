@@ -1,5 +1,6 @@
 """Tagging with a trained model: catalogue predictions and `musictag tag` on files of any length."""
 import csv
+import functools
 import json
 import os
 import random
@@ -8,11 +9,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 
 import audio_fuzz
+from musictag.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
+from musictag.errors import MusictagError
 from musictag.library import tag_files
 from musictag.recommend import RecommendIndex, song_vectors
 from musictag.tagging import Predictions, Tagger, top_tags
@@ -142,23 +146,64 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
         np.testing.assert_allclose(middle, list(by_path[str(song)]["probabilities"].values()), atol=1e-4)
 
 
-def test_an_unseen_file_is_searched_among_the_catalogue(tiny_model, tmp_path):
-    catalogue = [_song(tmp_path / f"song{i}.wav", 12, 110 * (i + 1)) for i in range(6)]
+def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "music"
+    songs = [_song(folder / ("a" if i < 3 else "b/deep") / f"song{i}.wav", 12 + 10 * i, 110 * (i + 1)) for i in range(6)]
+    (folder / "b" / "broken.mp3").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "catalogue"
+    build = functools.partial(build_catalogue, out, tiny_model, tmp_path / "unused.npz", tmp_path / "unused.csv",
+                              source="folder", audio_dir=str(folder))
+    assert build() == {"n_songs": 6, "n_tagged": 6, "n_reused": 0, "n_failed": 1}
+    table = read_songs(out)
+    assert list(table.index) == ["a/song0.wav", "a/song1.wav", "a/song2.wav", "b/deep/song3.wav",
+                                 "b/deep/song4.wav", "b/deep/song5.wav"]
+    assert table.loc["b/deep/song3.wav", "artist"] == "deep" and table.loc["a/song1.wav", "title"] == "song1"
+    failed = pd.read_csv(out / "failed.csv")
+    assert failed["id"].tolist() == ["b/broken.mp3"] and failed["reason"].tolist() == ["wrong header"]
+    first = Predictions.load(out / "songs.npz")
+    assert "broken.mp3: wrong header" in capsys.readouterr().err
+
+    # nothing new: nothing tagged, the broken file not retried; one new file: only it is tagged
+    assert build() == {"n_songs": 6, "n_tagged": 0, "n_reused": 7, "n_failed": 1}
+    _song(folder / "a" / "song6.wav", 40, 770)
+    assert build() == {"n_songs": 7, "n_tagged": 1, "n_reused": 7, "n_failed": 1}
+    again = Predictions.load(out / "songs.npz")
+    assert list(again.ids) == [*first.ids[:3], "a/song6.wav", *first.ids[3:]]
+    np.testing.assert_array_equal(np.delete(again.probabilities, 3, axis=0), first.probabilities)
+    # what the tags depend on changed: every file is tagged again
+    assert build(windows="all") == {"n_songs": 7, "n_tagged": 7, "n_reused": 0, "n_failed": 1}
+    long_song = list(again.ids).index("b/deep/song5.wav")  # 62 s: three windows, so "all" differs
+    assert not np.allclose(Predictions.load(out / "songs.npz").probabilities[long_song], again.probabilities[long_song])
+    build()
+
+    # the catalogue's songs are what an unseen file, tagged the same way, is searched among
     tagger = Tagger(tiny_model)
-    tagged = [t for _, t in tag_files(tagger, list(map(str, catalogue)), windows="middle")]
-    index = RecommendIndex.build(Predictions(
-        np.array([f"id{i}" for i in range(6)]), np.array(["test"] * 6), np.stack([t.probabilities for t in tagged]),
-        np.stack([t.embedding for t in tagged]), tagger.tag_names), features="both")
+    index = RecommendIndex.build(Predictions.load(out / "songs.npz"), features="both")
 
     def vector(path):
         ((_, query),) = tag_files(tagger, [str(path)], windows="middle")
         return song_vectors(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
                                         query.embedding[np.newaxis], tagger.tag_names), "both")[0]
 
-    nearest, distance = index.similar_to(vector(catalogue[3]), k=3)[0]
-    assert nearest == "id3" and distance < 1e-5  # a catalogue song, as audio, finds itself
+    nearest, distance = index.similar_to(vector(songs[3]), k=3)[0]
+    assert nearest == "b/deep/song3.wav" and distance < 1e-5  # a catalogue song, as audio, finds itself
     new_song = _song(tmp_path / "new" / "unseen.flac", 15, 350)
     neighbours = index.similar_to(vector(new_song), k=3)
-    assert len(neighbours) == 3 and {i for i, _ in neighbours} <= {f"id{i}" for i in range(6)}
+    assert len(neighbours) == 3 and {i for i, _ in neighbours} <= set(table.index) | {"a/song6.wav"}
     assert [d for _, d in neighbours] == sorted(d for _, d in neighbours)
     assert index.playlist(vector(new_song), length=4)[0] == neighbours[0][0]
+
+
+def test_a_catalogue_source_names_its_own_audio_folder(tiny_model, tmp_path):
+    build = functools.partial(build_catalogue, tmp_path / "out", tiny_model, tmp_path / "p.npz", tmp_path / "c.csv")
+    with pytest.raises(MusictagError, match="catalogue.source: expected one of"):
+        build(source="spotify", audio_dir=str(tmp_path))
+    with pytest.raises(MusictagError, match=r"catalogue.audio_dir: .*empty.* is not a folder"):
+        build(source="folder", audio_dir=str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MusictagError, match="catalogue.audio_dir: no audio files under"):
+        build(source="folder", audio_dir=str(tmp_path / "empty"))
+    with pytest.raises(MusictagError, match=r"set it to data.mtat.audio_dir \(/elsewhere\)"):
+        build(source="mtat", audio_dir=str(tmp_path), data_params={"mtat": {"audio_dir": "/elsewhere"}})
+    assert not (tmp_path / "out").exists()

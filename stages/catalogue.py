@@ -1,0 +1,15 @@
+"""Stage `catalogue`: the songs to recommend from, tagged from audio when they are not the training data's."""
+from musictag.catalogue import build_catalogue
+from musictag.errors import run_main
+from musictag.paths import DATA_DIR, load_params
+
+
+def main() -> None:
+    counts = build_catalogue(DATA_DIR / "catalogue", DATA_DIR / "model", DATA_DIR / "predictions.npz",
+                             DATA_DIR / "clean.csv", **load_params("catalogue"), data_params=load_params("data"))
+    print(f"catalogue: {counts['n_songs']} songs ({counts['n_tagged']} tagged now, {counts['n_reused']} "
+          f"from the last run, {counts['n_failed']} could not be tagged)")
+
+
+if __name__ == "__main__":
+    run_main(main)
