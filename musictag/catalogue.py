@@ -99,7 +99,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
         clips = pd.read_csv(clean_csv, dtype=str, keep_default_na=False).set_index("id")
         songs = clips.loc[predictions.ids.astype(str), ["audio_path", "artist", "title"]].reset_index()
         songs["md5"] = ""
-        counts = {"n_songs": len(songs), "n_tagged": 0, "n_reused": len(songs), "n_failed": 0}
+        counts = {"n_songs": len(songs), "n_tagged": 0, "n_reused": 0, "n_failed": 0}
         failed = pd.DataFrame(columns=FAILED_COLUMNS)
         state = {"source": source}
     else:

@@ -5,10 +5,14 @@ from musictag.paths import DATA_DIR, load_params
 
 
 def main() -> None:
+    params = load_params("catalogue")
     counts = build_catalogue(DATA_DIR / "catalogue", DATA_DIR / "model", DATA_DIR / "predictions.npz",
-                             DATA_DIR / "clean.csv", **load_params("catalogue"), data_params=load_params("data"))
-    print(f"catalogue: {counts['n_songs']} songs ({counts['n_tagged']} tagged now, {counts['n_reused']} "
-          f"from the last run, {counts['n_failed']} could not be tagged)")
+                             DATA_DIR / "clean.csv", **params, data_params=load_params("data"))
+    if params["source"] == "training":
+        print(f"catalogue: {counts['n_songs']} songs, the pipeline's own (data/predictions.npz)")
+    else:
+        print(f"catalogue: {counts['n_songs']} songs ({counts['n_tagged']} tagged now, {counts['n_reused']} "
+              f"from the last run, {counts['n_failed']} could not be tagged)")
 
 
 if __name__ == "__main__":

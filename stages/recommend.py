@@ -1,4 +1,5 @@
-"""Stage `recommend`: the catalogue's nearest-neighbour index, and how well neighbours share tags."""
+"""Stage `recommend`: the nearest-neighbour index over the recommendation catalogue, and how well the
+test songs' neighbours share tags."""
 import json
 
 from musictag.errors import run_main
@@ -8,7 +9,8 @@ from musictag.recommend import build_recommendations
 
 def main() -> None:
     metrics = build_recommendations(DATA_DIR / "predictions.npz", DATA_DIR / "clean.csv",
-                                    DATA_DIR / "recommend" / "index.npz", **load_params("recommend"))
+                                    DATA_DIR / "recommend" / "index.npz",
+                                    catalogue=DATA_DIR / "catalogue" / "songs.npz", **load_params("recommend"))
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     (METRICS_DIR / "recommend.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))

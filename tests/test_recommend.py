@@ -77,7 +77,7 @@ def test_ivf_is_exact_when_probing_every_cell_and_keeps_high_recall_with_few(Pre
     predictions = make_predictions(Predictions, n=3000, n_tags=50, seed=3)
     exact = RecommendIndex.build(predictions)
     ivf = RecommendIndex.build(predictions, exact_max_songs=0, n_cells=50, n_probe=50, seed=1)
-    assert len(ivf.offsets) == 51 and ivf.exact
+    assert ivf.n_cells == 50 and ivf.exact
     queries = predictions.ids[::97]
     for query in queries:
         assert [i for i, _ in ivf.similar(query, 10)] == [i for i, _ in exact.similar(query, 10)]
@@ -90,6 +90,10 @@ def test_ivf_is_exact_when_probing_every_cell_and_keeps_high_recall_with_few(Pre
         found = ivf.similar(query, 10)
         assert len({i for i, _ in found}) == 10 and query not in {i for i, _ in found}
         assert all(a[1] <= b[1] for a, b in zip(found, found[1:]))
+    again = RecommendIndex.build(predictions, exact_max_songs=0, n_cells=50, n_probe=8, seed=1)
+    assert [again.similar(q, 10) for q in queries] == [ivf.similar(q, 10) for q in queries]  # seeded k-means
+    walk = ivf.playlist(queries[0], length=60)  # played songs left out of each approximate search
+    assert len(set(walk)) == 60 and walk[0] == queries[0]
 
 
 @pytest.mark.parametrize("exact_max_songs", [20000, 0])
