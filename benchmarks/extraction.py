@@ -27,7 +27,7 @@ import numpy as np
 import soundfile
 from threadpoolctl import threadpool_limits
 
-from musictag.datasets import Manifest
+from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, load_params, resolve
 from musictag.spectrograms import extract
 

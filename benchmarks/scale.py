@@ -23,14 +23,14 @@ m.write(Path(r'{tmp}/manifest.csv'))""",
 from musictag.cleaning import clean_manifest
 clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tmp}/rejects.csv'), 1.0, -60.0)""",
     "spectrograms": """
-from musictag.datasets import Manifest
+from musictag.manifest import Manifest
 from musictag.paths import load_params
 from musictag.spectrograms import extract
 m = Manifest.read(Path(r'{tmp}/clean.csv'))
 extract(list(m.clips['id']), list(m.clips['audio_path']), Path(r'{tmp}/spectrograms'),
         load_params('spectrograms')['front_end'], chunk_size=64)""",
     "shards": """
-from musictag.datasets import Manifest
+from musictag.manifest import Manifest
 from musictag.records import write_shards
 write_shards(Path(r'{tmp}/spectrograms'), Manifest.read(Path(r'{tmp}/clean.csv')), Path(r'{tmp}/shards'),
              examples_per_shard=64, compression='')""",

@@ -22,8 +22,8 @@ import soundfile
 import soxr
 
 from musictag.audio import log_mel
-from musictag.datasets import Manifest
 from musictag.library import tag_files
+from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, resolve
 from musictag.tagging import Tagger
 

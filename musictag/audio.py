@@ -32,8 +32,8 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from musictag.datasets import _first_line
 from musictag.errors import MusictagError
+from musictag.files import first_line
 from musictag.pool import FAILURE_REASONS, BoundedPool, Failure
 
 SAMPLE_RATE_HZ = 12_000  # Choi et al.: 29.12 s at 12 kHz with hop 256 is 1366 frames
@@ -222,7 +222,7 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
                 raise _ImplausibleRate(path, problem)
             yield source
     except _DECODE_ERRORS as err:
-        raise MusictagError(f"{path}: cannot decode audio ({_first_line(err)}); "
+        raise MusictagError(f"{path}: cannot decode audio ({first_line(err)}); "
                             "musictag.audio.check_audio says why") from None
 
 
@@ -453,7 +453,7 @@ def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: flo
     except MemoryError:
         raise
     except Exception as err:  # a decoder's unforeseen failure must not stop a scan of 100,000 files
-        return AudioCheck("undecodable", f"{type(err).__name__}: {_first_line(err)}")
+        return AudioCheck("undecodable", f"{type(err).__name__}: {first_line(err)}")
 
 
 def check_many(paths: Sequence[str | Path], workers: int = 0, timeout_s: float = 120.0,
@@ -507,7 +507,7 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: b
         try:
             stream = _decode_with_audioread(path, keep_audio)
         except _DECODE_ERRORS:
-            return AudioCheck("undecodable", _first_line(soundfile_err))
+            return AudioCheck("undecodable", first_line(soundfile_err))
     else:
         with file:
             stream = _decode_with_soundfile(file, keep_audio)
@@ -521,14 +521,14 @@ def _file_problem(path: Path) -> AudioCheck | None:
     except FileNotFoundError:
         return AudioCheck("missing")
     except OSError as err:
-        return AudioCheck("unreadable", _first_line(err))
+        return AudioCheck("unreadable", first_line(err))
     if not stat.S_ISREG(mode):
         return AudioCheck("not a file")
     try:
         with open(path, "rb") as file:
             return _byte_problem(file, path.suffix.lower())
     except OSError as err:
-        return AudioCheck("unreadable", _first_line(err))
+        return AudioCheck("unreadable", first_line(err))
 
 
 def check_window(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0,
@@ -559,9 +559,9 @@ def check_window(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: fl
     except MusictagError as err:
         if _NON_FINITE in str(err):
             return AudioCheck("nan or inf samples", "in the middle window"), None
-        return AudioCheck("undecodable", _first_line(err)), None
+        return AudioCheck("undecodable", first_line(err)), None
     except Exception as err:  # a decoder's unforeseen failure is the file's, as in check_audio
-        return AudioCheck("undecodable", f"{type(err).__name__}: {_first_line(err)}"), None
+        return AudioCheck("undecodable", f"{type(err).__name__}: {first_line(err)}"), None
     heard = window[:min(n_samples, math.ceil(source.n_frames * sample_rate_hz / source.sample_rate_hz))]
     if not np.isfinite(heard).all():
         return verdict("nan or inf samples", "in the middle window"), None
@@ -573,7 +573,7 @@ def check_window(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: fl
     try:
         return verdict(None), _finite_log_mels(window[np.newaxis], sample_rate_hz, **log_mel_params)[0]
     except MusictagError as err:
-        return verdict("out-of-range samples", _first_line(err)), None
+        return verdict("out-of-range samples", first_line(err)), None
 
 
 def _sample_rate_problem(sample_rate_hz: int) -> str | None:
@@ -649,7 +649,7 @@ def _decode_with_soundfile(file: sf.SoundFile, keep_audio: bool) -> _Stream:
         for block in _soundfile_blocks(file):
             stream.add(block)
     except sf.SoundFileError as err:
-        stream.error = _first_line(err)
+        stream.error = first_line(err)
     return stream
 
 

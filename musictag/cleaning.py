@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from musictag.audio import REJECT_REASONS, check_many
-from musictag.datasets import SPLITS, Manifest
+from musictag.manifest import SPLITS, Manifest
 from musictag.paths import resolve
 from musictag.pool import check_limits
 

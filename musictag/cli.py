@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from musictag import __version__
-from musictag.datasets import DATASETS, Manifest
+from musictag.datasets import DATASETS
 from musictag.errors import MusictagError, run_main
+from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, resolve
 
 

@@ -33,8 +33,8 @@ import pandas as pd
 import soundfile
 from tqdm import tqdm
 
-from musictag.datasets import Manifest, grouped_split
 from musictag.errors import MusictagError
+from musictag.manifest import Manifest, grouped_split
 from musictag.paths import resolve
 
 ERAS = ["medieval", "renaissance", "baroque", "classical", "romantic", "folk"]

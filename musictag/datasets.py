@@ -1,8 +1,7 @@
-"""Dataset adapters: every catalogue becomes one canonical manifest.
+"""Dataset adapters: every catalogue becomes one canonical manifest (musictag.manifest).
 
-The manifest is a CSV with one row per clip: `id, audio_path, split, artist, title`, then one 0/1
-column per tag named `tag:<name>`, in the dataset's tag order. Everything downstream (clean,
-spectrograms, shards, training) reads only this file, so a new dataset needs only an adapter here.
+Each adapter reads its dataset's own tag and split files; `DATASETS` is the registry `data.source` picks
+from. A missing or malformed file stops with one line naming it (musictag.files.reading).
 """
 from __future__ import annotations
 
@@ -11,82 +10,16 @@ import inspect
 import os
 import pickle
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from musictag.errors import MusictagError
-
-SPLITS = ("train", "valid", "test")
-BASE_COLUMNS = ["id", "audio_path", "split", "artist", "title"]
-TAG_PREFIX = "tag:"
-
-
-@dataclass
-class Manifest:
-    """Clips (one row each, BASE_COLUMNS) with their binary tag matrix of shape (n_clips, n_tags)."""
-
-    clips: pd.DataFrame
-    tag_names: list[str]
-    targets: np.ndarray
-
-    def __post_init__(self):
-        self.clips = self.clips[BASE_COLUMNS].reset_index(drop=True)
-        self.targets = np.asarray(self.targets, dtype=np.uint8).reshape(len(self.clips), len(self.tag_names))
-        bad_splits = set(self.clips["split"]) - set(SPLITS)
-        if bad_splits:
-            raise MusictagError(f"manifest: unknown split name(s) {sorted(bad_splits)}; use {list(SPLITS)}")
-        if self.clips["id"].duplicated().any():
-            dup = self.clips.loc[self.clips["id"].duplicated(), "id"].iloc[0]
-            raise MusictagError(f"manifest: clip id '{dup}' appears more than once")
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def split(self, name: str) -> "Manifest":
-        """The clips of one split, in manifest order."""
-        keep = (self.clips["split"] == name).to_numpy()
-        return Manifest(self.clips[keep], self.tag_names, self.targets[keep])
-
-    def to_frame(self) -> pd.DataFrame:
-        tags = pd.DataFrame(self.targets, columns=[TAG_PREFIX + t for t in self.tag_names])
-        return pd.concat([self.clips, tags], axis=1)
-
-    def write(self, path: Path) -> None:
-        """Write atomically: a reader never sees half a manifest."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.to_frame().to_csv(tmp, index=False)
-        os.replace(tmp, path)
-
-    @classmethod
-    def read(cls, path: Path) -> "Manifest":
-        try:
-            frame = pd.read_csv(path, dtype={c: str for c in BASE_COLUMNS}, keep_default_na=False)
-        except FileNotFoundError:
-            raise MusictagError(f"{path}: manifest not found (run `dvc repro dataset`)") from None
-        missing = [c for c in BASE_COLUMNS if c not in frame.columns]
-        if missing:
-            raise MusictagError(f"{path}: manifest lacks column(s) {missing}")
-        tag_columns = [c for c in frame.columns if c.startswith(TAG_PREFIX)]
-        return cls(
-            frame[BASE_COLUMNS],
-            [c[len(TAG_PREFIX):] for c in tag_columns],
-            frame[tag_columns].to_numpy(dtype=np.uint8),
-        )
-
-    def summary(self) -> dict:
-        """Counts for metrics/: clips, tags, clips per split, positives per tag."""
-        return {
-            "n_clips": len(self),
-            "n_tags": len(self.tag_names),
-            "clips_per_split": {s: int((self.clips["split"] == s).sum()) for s in SPLITS},
-            "positives_per_tag": {t: int(n) for t, n in zip(self.tag_names, self.targets.sum(axis=0))},
-        }
+from musictag.files import reading
+from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest, grouped_split
 
 
 def build_embedded(**options) -> Manifest:
@@ -98,30 +31,10 @@ def build_embedded(**options) -> Manifest:
 
 # --- shared readers: every parse or I/O fault becomes one MusictagError line naming the file ---------------
 
-_READ_ERRORS = (OSError, ValueError, EOFError, csv.Error, pickle.UnpicklingError, KeyError, IndexError)
-
-
-def _first_line(err: BaseException) -> str:
-    """A library's error text cut to its first line, so our message stays a single line."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else err.__class__.__name__
-
-
-@contextmanager
-def _reading(path) -> Iterator[None]:
-    """Turn a missing or unparsable `path` into one MusictagError line naming it, never a traceback."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise MusictagError(f"{path}: file not found") from None
-    except _READ_ERRORS as err:
-        raise MusictagError(f"{path}: cannot read ({_first_line(err)})") from None
-
-
 def _read_lines(path) -> list[str]:
     """Values of a one-per-line text file (LF or CRLF). A blank line inside would silently misalign
     files that are read line for line together, so it is an error; trailing blank lines are not."""
-    with _reading(path):
+    with reading(path):
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8-sig").splitlines()]
     while lines and not lines[-1]:
         lines.pop()
@@ -142,7 +55,7 @@ def _read_tag_list(path) -> list[str]:
 def _read_rows(path, delimiter: str) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every non-blank row; csv undoes the quoting and CRLF endings, and
     utf-8-sig drops the byte-order mark that Excel puts at the start of a CSV."""
-    with _reading(path), open(path, newline="", encoding="utf-8-sig") as file:
+    with reading(path), open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file, delimiter=delimiter)
         rows = [(reader.line_num, row) for row in reader if row]
     if not rows:
@@ -152,7 +65,7 @@ def _read_rows(path, delimiter: str) -> list[tuple[int, list[str]]]:
 
 def _load_npy(path) -> np.ndarray:
     """np.load of a plain (pickle-free) array; a non-npy or truncated file is named, not traced back."""
-    with _reading(path), open(path, "rb") as file:
+    with reading(path), open(path, "rb") as file:
         if file.read(6) != b"\x93NUMPY":
             raise MusictagError(f"{path}: not an .npy file")
         file.seek(0)
@@ -168,7 +81,7 @@ class _NoGlobalsUnpickler(pickle.Unpickler):
 
 def _load_py2_pickle(path):
     """A Python 2 cPickle (protocol 0, py2 `str`); latin1 maps those byte strings to `str` losslessly."""
-    with _reading(path), open(path, "rb") as file:
+    with reading(path), open(path, "rb") as file:
         return _NoGlobalsUnpickler(file, encoding="latin1").load()
 
 
@@ -203,36 +116,6 @@ def _audio_path(audio_dir, relative_path: str) -> str:
 
 
 # --- folder: your own audio plus a CSV ------------------------------------------------------------------------
-
-
-def grouped_split(groups: Sequence[str], fractions, seed, param: str) -> list[str]:
-    """Seeded train/valid/test per clip, drawn a whole group (work, artist) at a time.
-
-    Groups, in a seeded order, go to the split furthest below its share of clips; while there are
-    no more groups left than empty splits, an empty split takes the next one, so with three groups
-    or more every split with a non-zero share gets at least one. `param` names the params key in errors.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise MusictagError(f"{param}.seed: expected an integer, got {seed!r}")
-    try:
-        shares = np.asarray(fractions, dtype=float)
-    except (TypeError, ValueError):
-        shares = np.array([])
-    if shares.shape != (len(SPLITS),) or not np.isfinite(shares).all() or (shares < 0).any() or shares.sum() <= 0:
-        raise MusictagError(
-            f"{param}.split_fractions: expected three non-negative numbers for {', '.join(SPLITS)}; got {fractions!r}"
-        )
-    names, sizes = np.unique(np.asarray(groups, dtype=str), return_counts=True)  # sorted: input order is moot
-    deficit = shares / shares.sum() * len(groups)
-    n_groups = np.zeros(len(SPLITS), dtype=int)
-    split_of: dict[str, str] = {}
-    for position, i in enumerate(np.random.default_rng(seed).permutation(len(names))):
-        empty = [s for s in range(len(SPLITS)) if shares[s] > 0 and n_groups[s] == 0]
-        chosen = empty[0] if len(names) - position <= len(empty) else int(np.argmax(deficit))
-        split_of[str(names[i])] = SPLITS[chosen]
-        deficit[chosen] -= sizes[i]
-        n_groups[chosen] += 1
-    return [split_of[group] for group in groups]
 
 
 def folder(
@@ -358,7 +241,7 @@ def _msd_names(tracks_file) -> dict[str, tuple[str, str]]:
     one million lines), so tables and maps can name the songs."""
     path = Path(tracks_file)
     names = {}
-    with _reading(path):
+    with reading(path):
         with open(path, encoding="utf-8", errors="replace") as file:
             for line_number, line in enumerate(file, start=1):
                 fields = line.rstrip("\n").split(MSD_TRACKS_SEPARATOR)

@@ -1,10 +1,16 @@
-"""Writing files so that an interruption never leaves a half-written one: atomic file and folder replacement."""
+"""File I/O in one place: atomic writes and folder replacement (an interruption never leaves a half-written
+output), and reads whose faults become one line naming the file."""
 from __future__ import annotations
 
+import csv
 import os
+import pickle
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+from musictag.errors import MusictagError
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -36,3 +42,24 @@ def replace_dir(new: Path, target: Path) -> None:
             os.replace(previous, target)
         raise
     shutil.rmtree(previous, ignore_errors=True)
+
+
+# Reading: every parse or I/O fault of an input file becomes one MusictagError line naming it.
+READ_ERRORS = (OSError, ValueError, EOFError, csv.Error, pickle.UnpicklingError, KeyError, IndexError)
+
+
+def first_line(err: BaseException) -> str:
+    """A library's error text cut to its first line, so our message stays a single line."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else err.__class__.__name__
+
+
+@contextmanager
+def reading(path) -> Iterator[None]:
+    """Turn a missing or unparsable `path` into one MusictagError line naming it, never a traceback."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise MusictagError(f"{path}: file not found") from None
+    except READ_ERRORS as err:
+        raise MusictagError(f"{path}: cannot read ({first_line(err)})") from None

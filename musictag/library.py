@@ -102,7 +102,7 @@ def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Fail
     Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
     all windows decode the whole file once, for the check and the windows (check_audio keeps it)."""
     from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrograms_of_audio
-    from musictag.datasets import _first_line
+    from musictag.files import first_line
 
     if windows == "middle":
         verdict, spectrogram = check_window(path, **front_end)
@@ -114,7 +114,7 @@ def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Fail
             try:
                 return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)
             except MusictagError as err:
-                return Failure("undecodable", _first_line(err))
+                return Failure("undecodable", first_line(err))
     return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])
 
 

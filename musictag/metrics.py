@@ -25,8 +25,16 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, precision_recall_curve,
-                             precision_score, recall_score, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
@@ -422,7 +430,7 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 def align_ground_truth(predictions: Predictions, manifest_path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Targets (n, n_tags) in the predictions' row and tag order, and the clips' rows of the manifest."""
-    from musictag.datasets import Manifest
+    from musictag.manifest import Manifest
 
     manifest = Manifest.read(Path(manifest_path))
     ids = predictions.ids

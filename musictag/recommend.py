@@ -416,7 +416,7 @@ def read_inputs(predictions, manifest):
 
         predictions = Predictions.load(resolve(predictions))
     if isinstance(manifest, (str, os.PathLike)):
-        from musictag.datasets import Manifest
+        from musictag.manifest import Manifest
 
         manifest = Manifest.read(resolve(manifest))
     return predictions, manifest

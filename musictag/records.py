@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from musictag.datasets import SPLITS, Manifest, _first_line
 from musictag.errors import MusictagError
-from musictag.files import replace_dir
+from musictag.files import first_line, replace_dir
+from musictag.manifest import SPLITS, Manifest
 
 INDEX_NAME = "index.json"
 COMPRESSIONS = ("", "GZIP", "ZLIB")
@@ -40,7 +40,7 @@ def _read_json(path: Path, what: str, hint: str) -> dict:
     except FileNotFoundError:
         raise MusictagError(f"{path}: {what} not found ({hint})") from None
     except (OSError, ValueError) as err:
-        raise MusictagError(f"{path}: cannot read {what} ({_first_line(err)})") from None
+        raise MusictagError(f"{path}: cannot read {what} ({first_line(err)})") from None
 
 
 class _Store:
@@ -60,7 +60,7 @@ class _Store:
                              for row, id_ in enumerate(chunk["ids"])}
             self.n_rows = {chunk["file"]: len(chunk["ids"]) for chunk in index["chunks"]}
         except (KeyError, TypeError, ValueError) as err:
-            raise MusictagError(f"{path}: malformed spectrogram index ({_first_line(err)})") from None
+            raise MusictagError(f"{path}: malformed spectrogram index ({first_line(err)})") from None
         self.front_end = index.get("front_end", {})
         self._data_offset = functools.cache(self._check_chunk)
 
@@ -75,7 +75,7 @@ class _Store:
                 shape, fortran_order, dtype = read_header(handle)
                 offset = handle.tell()
         except (OSError, ValueError) as err:
-            raise MusictagError(f"{path}: cannot read spectrogram chunk ({_first_line(err)})") from None
+            raise MusictagError(f"{path}: cannot read spectrogram chunk ({first_line(err)})") from None
         expected = (self.n_rows[name],) + self.shape
         if dtype != np.float32 or shape != expected or fortran_order:
             raise MusictagError(f"{path}: expected float32 of shape {expected}, got {dtype} {shape}")
@@ -207,7 +207,7 @@ def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int
         (partial_dir / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
         replace_dir(partial_dir, out_dir)
     except (OSError, tf.errors.OpError) as err:
-        raise MusictagError(f"{out_dir}: cannot write shards ({_first_line(err)}); "
+        raise MusictagError(f"{out_dir}: cannot write shards ({first_line(err)}); "
                             "any previous shards there are unchanged") from None
     finally:
         shutil.rmtree(partial_dir, ignore_errors=True)

@@ -27,9 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from musictag.audio import spectrogram_of, spectrogram_shape, warm_up
-from musictag.datasets import _first_line
 from musictag.errors import MusictagError
-from musictag.files import replace_dir, write_atomic
+from musictag.files import first_line, replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
 from musictag.pool import BoundedPool, Failure, check_limits, in_order
 
@@ -138,7 +137,7 @@ def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.n
     try:
         spectrogram = spectrogram_of(row.audio_path, **front_end)
     except MusictagError as err:
-        return Failure("undecodable", _first_line(err))
+        return Failure("undecodable", first_line(err))
     if row.tmp is None:
         return spectrogram
     _write_row(row.tmp, row.offset, spectrogram, row_shape)

@@ -226,7 +226,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str = "test"
     """Write out_dir/map.png and out_dir/map.html for the songs of `split`; a summary for metrics/.
 
     `predictions` (musictag.tagging.Predictions, or the path of its .npz) gives the songs' predicted
-    tags; `manifest` (musictag.datasets.Manifest, or its CSV path) their artist, title and audio.
+    tags; `manifest` (musictag.manifest.Manifest, or its CSV path) their artist, title and audio.
     """
     from musictag.recommend import FEATURES, RecommendIndex, read_inputs
 

@@ -8,6 +8,7 @@ import json
 
 from musictag.datasets import build_manifest
 from musictag.errors import run_main
+from musictag.files import write_atomic
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, resolve
 
 
@@ -23,8 +24,9 @@ def main() -> None:
         from musictag.corpus import audio_report
 
         summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
-    METRICS_DIR.mkdir(exist_ok=True)
-    (METRICS_DIR / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(METRICS_DIR / "dataset.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    positives = manifest.positives_per_tag()  # a plot: one row per tag would swamp `dvc metrics diff`
+    write_atomic(METRICS_DIR / "dataset_tags.csv", lambda tmp: positives.to_csv(tmp, index=False))
     print(f"manifest: {summary['n_clips']} clips, {summary['n_tags']} tags, splits {summary['clips_per_split']}")
 
 

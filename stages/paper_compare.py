@@ -5,8 +5,8 @@ import os
 import platform
 
 from musictag.categories import tag_categories
-from musictag.datasets import Manifest
 from musictag.errors import run_main
+from musictag.manifest import Manifest
 from musictag.metrics import write_json
 from musictag.paper import compare, headline_metrics, library_versions, load_runs, write_report
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params

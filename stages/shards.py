@@ -1,8 +1,8 @@
 """Stage `shards`: shuffled TFRecord shards per split, an index for training, and a round-trip check."""
 import json
 
-from musictag.datasets import Manifest
 from musictag.errors import run_main
+from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 from musictag.records import roundtrip_error, write_shards
 

@@ -1,8 +1,8 @@
 """Stage `spectrograms`: the seed's Algorithm 1 log-mel for every usable clip, in a few large files."""
 import json
 
-from musictag.datasets import Manifest
 from musictag.errors import run_main
+from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, load_params, resolve
 from musictag.spectrograms import extract
 

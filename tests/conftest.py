@@ -51,7 +51,7 @@ def tiny_shards(tmp_path_factory):
     import numpy as np
     import pandas as pd
 
-    from musictag.datasets import Manifest
+    from musictag.manifest import Manifest
     from musictag.records import write_shards
 
     root = tmp_path_factory.mktemp("shards")

@@ -5,14 +5,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import kill_9_when, write_store
 from dvc_repo import DvcRepo
-from musictag.datasets import Manifest
-from musictag.records import write_shards
-from musictag.spectrograms import extract, iter_spectrograms, read_index
 from test_audio import BAD_FILES, write
 from test_records import tree_bytes
+
+from musictag.manifest import Manifest
+from musictag.records import write_shards
+from musictag.spectrograms import extract, iter_spectrograms, read_index
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ SLOW_SHARDING = """
 import time
 from pathlib import Path
 from musictag import records
-from musictag.datasets import Manifest
+from musictag.manifest import Manifest
 
 read_row = records._Store.__getitem__
 records._Store.__getitem__ = lambda store, id_: (time.sleep(0.05), read_row(store, id_))[1]

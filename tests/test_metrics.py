@@ -7,14 +7,30 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, precision_score, recall_score,
-                             roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
-from musictag.datasets import Manifest
 from musictag.errors import MusictagError
-from musictag.metrics import (DEFAULT_THRESHOLD, NO_NEGATIVE, NO_POSITIVE, confidence_interval,
-                              confidence_intervals_from_experiments, experiments_metrics, format_intervals,
-                              micro_curves, runs_table, tag_metrics, tune_thresholds)
+from musictag.manifest import Manifest
+from musictag.metrics import (
+    DEFAULT_THRESHOLD,
+    NO_NEGATIVE,
+    NO_POSITIVE,
+    confidence_interval,
+    confidence_intervals_from_experiments,
+    experiments_metrics,
+    format_intervals,
+    micro_curves,
+    runs_table,
+    tag_metrics,
+    tune_thresholds,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musictag.datasets import Manifest
 from musictag.errors import MusictagError
+from musictag.manifest import Manifest
 from musictag.recommend import RecommendIndex, build_recommendations, retrieval_metrics, synthetic_probabilities
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from musictag.datasets import BASE_COLUMNS, SPLITS, Manifest
 from musictag.errors import MusictagError
+from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest
 from musictag.records import make_dataset, read_index, roundtrip_error, steps_per_epoch, write_shards
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
@@ -247,7 +247,7 @@ def test_shards_are_the_same_bytes_from_any_process(corpus, tmp_path):
     store_dir, manifest, _ = corpus
     manifest.write(tmp_path / "manifest.csv")
     write_shards(store_dir, manifest, tmp_path / "here", examples_per_shard=16)
-    script = ("import sys; from pathlib import Path; from musictag.datasets import Manifest; "
+    script = ("import sys; from pathlib import Path; from musictag.manifest import Manifest; "
               "from musictag.records import write_shards; "
               "write_shards(Path(sys.argv[1]), Manifest.read(Path(sys.argv[2])), Path(sys.argv[3]), examples_per_shard=16)")
     for name in ("process1", "process2"):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import soundfile
 
-from musictag.datasets import Manifest
 from musictag.errors import MusictagError
+from musictag.manifest import Manifest
 from musictag.recommend import synthetic_probabilities
 from musictag.tsne_map import build_map, colour_by_top_tag, embed, page_json, select_rows
 
