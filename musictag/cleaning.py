@@ -1,10 +1,10 @@
 """Drop the clips whose audio cannot be used, keeping a reason for each (the `clean` stage)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from musictag.audio import REJECT_REASONS, check_many
+from musictag.files import write_csv
 from musictag.manifest import SPLITS, Manifest
 from musictag.paths import resolve
 from musictag.pool import check_limits
@@ -29,10 +29,7 @@ def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min
     rejects = manifest.clips.loc[[not ok for ok in usable], ["id", "split", "audio_path"]].copy()
     rejects["reason"] = [c.reason for c in checks if not c.ok]
     rejects["detail"] = [c.detail for c in checks if not c.ok]
-    rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rejects_path.with_name(rejects_path.name + ".tmp")
-    rejects.to_csv(tmp, index=False)
-    os.replace(tmp, rejects_path)
+    write_csv(rejects_path, rejects)
     return {
         "checked": len(manifest),
         "kept": len(kept),

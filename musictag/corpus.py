@@ -34,6 +34,7 @@ import soundfile
 from tqdm import tqdm
 
 from musictag.errors import MusictagError
+from musictag.files import replace_dir, write_atomic
 from musictag.manifest import Manifest, grouped_split
 from musictag.paths import resolve
 
@@ -393,9 +394,7 @@ def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: flo
     audio *= PEAK_AFTER_NORMALISATION / float(np.max(np.abs(audio)))
 
     path = Path(audio_dir) / f"{work.clip_id}.flac"
-    tmp = path.with_name(path.stem + ".tmp.flac")
-    soundfile.write(tmp, audio, sample_rate_hz, subtype="PCM_16")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate_hz, subtype="PCM_16"))
 
     tags = metadata_tags(work)
     tags.add(mode_of(notes_s))
@@ -472,8 +471,7 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
     for leftover in staging_dir.iterdir():  # clips rendered by workers after the quota was met
         if leftover.name not in kept:
             leftover.unlink()
-    shutil.rmtree(final_dir, ignore_errors=True)
-    os.replace(staging_dir, final_dir)
+    replace_dir(staging_dir, final_dir)
 
     frame = pd.DataFrame(rows)
     frame["audio_path"] = [str(Path(audio_dir) / f) for f in frame["file"]]

@@ -3,6 +3,7 @@ output), and reads whose faults become one line naming the file."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import shutil
@@ -14,16 +15,31 @@ from musictag.errors import MusictagError
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`. The temporary name
+    keeps the suffix, so writers that choose a format by it (np.savez, savefig, soundfile) still do."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: the rename is atomic
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # same directory: the rename is atomic
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data) -> None:
+    """Indented JSON, strict: a NaN or infinity is an error (not JSON, and DVC cannot compare it)."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: Path, frame) -> None:
+    """A pandas DataFrame as CSV without its index."""
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def replace_dir(new: Path, target: Path) -> None:

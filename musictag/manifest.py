@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from musictag.errors import MusictagError
-from musictag.files import write_atomic
+from musictag.files import write_csv
 
 SPLITS = ("train", "valid", "test")
 BASE_COLUMNS = ["id", "audio_path", "split", "artist", "title"]
@@ -54,8 +54,7 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees half a manifest."""
-        frame = self.to_frame()
-        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+        write_csv(path, self.to_frame())
 
     @classmethod
     def read(cls, path: Path) -> "Manifest":

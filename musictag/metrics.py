@@ -37,7 +37,7 @@ from sklearn.metrics import (
 )
 
 from musictag.errors import MusictagError
-from musictag.files import write_atomic
+from musictag.files import write_atomic, write_csv, write_json
 from musictag.tagging import Predictions
 
 DEFAULT_THRESHOLD = 0.5
@@ -417,16 +417,6 @@ def format_intervals(result: Mapping) -> str:
 
 
 # --- the evaluate stage ---------------------------------------------------------------------------------
-
-def write_json(path: Path, data) -> None:
-    """Indented JSON, refusing NaN and infinity (they are not JSON and DVC cannot compare them)."""
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
-
 
 def align_ground_truth(predictions: Predictions, manifest_path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Targets (n, n_tags) in the predictions' row and tag order, and the clips' rows of the manifest."""

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from musictag.errors import MusictagError
+from musictag.files import write_atomic
 from musictag.paths import resolve
 
 FEATURES = ("tags", "embeddings", "both")
@@ -150,17 +151,13 @@ class RecommendIndex:
 
     def save(self, path: str | Path) -> None:
         """Write atomically to an .npz that `load` reads back without rebuilding."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
         ivf = np.zeros(0, np.uint8)
         if self.ivf is not None:
             import faiss
 
             ivf = faiss.serialize_index(self.ivf)
-        np.savez(tmp, format_version=FORMAT_VERSION, ids=self.ids, vectors=self.vectors,
-                 features=np.array(self.features), ivf=ivf)
-        os.replace(tmp, path)
+        write_atomic(Path(path), lambda tmp: np.savez(tmp, format_version=FORMAT_VERSION, ids=self.ids,
+                                                      vectors=self.vectors, features=np.array(self.features), ivf=ivf))
 
     @classmethod
     def load(cls, path: str | Path) -> "RecommendIndex":

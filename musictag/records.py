@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from musictag.errors import MusictagError
-from musictag.files import first_line, replace_dir
+from musictag.files import first_line, replace_dir, write_atomic
 from musictag.manifest import SPLITS, Manifest
 
 INDEX_NAME = "index.json"
@@ -152,12 +151,14 @@ def _write_split(split, ids, targets, store, out_dir, examples_per_shard, option
     shards = []
     for k, rows in enumerate(np.array_split(np.arange(len(ids)), n_shards)):
         path = out_dir / f"{split}-{k:05d}-of-{n_shards:05d}.tfrecord"
-        tmp = path.with_name(path.name + ".tmp")
-        with tf.io.TFRecordWriter(str(tmp), options) as writer:
-            for row in rows:
-                writer.write(_example(ids[row], store[ids[row]], targets[row], dtype))
-                progress.update()
-        os.replace(tmp, path)
+
+        def write(tmp: Path, rows=rows) -> None:
+            with tf.io.TFRecordWriter(str(tmp), options) as writer:
+                for row in rows:
+                    writer.write(_example(ids[row], store[ids[row]], targets[row], dtype))
+                    progress.update()
+
+        write_atomic(path, write)
         shards.append({"file": path.name, "n_examples": len(rows), "bytes": path.stat().st_size})
     return shards
 

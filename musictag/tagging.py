@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from musictag.errors import MusictagError
+from musictag.files import write_atomic
 from musictag.paths import DATA_DIR
 
 
@@ -28,11 +29,9 @@ class Predictions:
     tag_names: list[str]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, ids=self.ids, splits=self.splits, probabilities=self.probabilities,
-                 embeddings=self.embeddings, tag_names=np.array(self.tag_names))
-        tmp.replace(path)
+        write_atomic(Path(path), lambda tmp: np.savez(tmp, ids=self.ids, splits=self.splits,
+                                                      probabilities=self.probabilities, embeddings=self.embeddings,
+                                                      tag_names=np.array(self.tag_names)))
 
     @classmethod
     def load(cls, path: Path) -> "Predictions":

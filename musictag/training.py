@@ -33,8 +33,8 @@ from musictag import models, records  # noqa: E402
 from musictag.errors import MusictagError  # noqa: E402
 from musictag.files import replace_dir  # noqa: E402
 from musictag.models import MODELS, build_model  # noqa: E402
-from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
 from musictag.records import make_dataset, read_index, steps_per_epoch  # noqa: E402
+from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
 
 STRATEGIES = {
     "default": tf.distribute.get_strategy,  # one device: the GPU if there is one, else the CPU

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from musictag.errors import MusictagError
+from musictag.files import write_atomic, write_text
 from musictag.paths import resolve
 
 IMPLEMENTATIONS = ("sklearn", "opentsne")
@@ -171,11 +172,10 @@ def plot_png(coordinates, colouring: Colouring, path: Path, title: str) -> None:
     ax.legend(handles, labels, title="top predicted tag", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               frameon=False, markerscale=max(1.0, 40 / size) ** 0.5, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, fig.savefig)
+    finally:
+        plt.close(fig)
 
 
 def audio_source(audio_path: str | Path, page_dir: Path, embed_audio: bool) -> str:
@@ -213,10 +213,7 @@ def write_html(path: Path, payload: dict, title: str) -> None:
     """The self-contained interactive page (template below) around `payload`."""
     page = (_TEMPLATE.replace("__TITLE__", html.escape(title))
             .replace("__STYLE__", _STYLE).replace("__SCRIPT__", _SCRIPT).replace("__DATA__", page_json(payload)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.html")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, page)
 
 
 def build_map(predictions, manifest, out_dir: str | Path, *, split: str = "test", max_songs: int = 10000,

@@ -3,10 +3,10 @@
 Writes the manifest of usable clips, a CSV of rejects with their reasons, and per-split counts
 (the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
 """
-import json
 
 from musictag.cleaning import clean_manifest
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 
 
@@ -22,7 +22,7 @@ def main() -> None:
         timeout_s=params["timeout_s"],
         memory_limit_mb=params["memory_limit_mb"],
     )
-    (METRICS_DIR / "clean.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(METRICS_DIR / "clean.json", summary)
     print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")
 
 

@@ -4,11 +4,10 @@ For the embedded default this renders the corpus into data/corpus and checks eve
 level; for a real dataset it reads the dataset's tag and split files (its audio stays where it is
 and data/corpus stays empty).
 """
-import json
 
 from musictag.datasets import build_manifest
 from musictag.errors import run_main
-from musictag.files import write_atomic
+from musictag.files import write_csv, write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, resolve
 
 
@@ -24,9 +23,9 @@ def main() -> None:
         from musictag.corpus import audio_report
 
         summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
-    write_atomic(METRICS_DIR / "dataset.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(METRICS_DIR / "dataset.json", summary)
     positives = manifest.positives_per_tag()  # a plot: one row per tag would swamp `dvc metrics diff`
-    write_atomic(METRICS_DIR / "dataset_tags.csv", lambda tmp: positives.to_csv(tmp, index=False))
+    write_csv(METRICS_DIR / "dataset_tags.csv", positives)
     print(f"manifest: {summary['n_clips']} clips, {summary['n_tags']} tags, splits {summary['clips_per_split']}")
 
 

@@ -6,8 +6,8 @@ import platform
 
 from musictag.categories import tag_categories
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.manifest import Manifest
-from musictag.metrics import write_json
 from musictag.paper import compare, headline_metrics, library_versions, load_runs, write_report
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 

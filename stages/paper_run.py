@@ -5,6 +5,7 @@ import argparse
 import json
 
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.metrics import align_ground_truth, tag_metrics
 from musictag.paper import MODEL_DIR, PREDICTIONS, run_name
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
@@ -31,9 +32,7 @@ def main() -> None:
     _, scores = tag_metrics(y, test.probabilities, test.tag_names)
     headline = summary | {"roc_auc": scores["roc_auc"], "pr_auc": scores["pr_auc"],
                           "accuracy": scores["at_half"]["accuracy"]}
-    out = METRICS_DIR / "paper" / "runs" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(headline, indent=2) + "\n")
+    write_json(METRICS_DIR / "paper" / "runs" / f"{name}.json", headline)
     print(json.dumps(headline))
 
 

@@ -3,6 +3,7 @@ test songs' neighbours share tags."""
 import json
 
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 from musictag.recommend import build_recommendations
 
@@ -12,7 +13,7 @@ def main() -> None:
                                     DATA_DIR / "recommend" / "index.npz",
                                     catalogue=DATA_DIR / "catalogue" / "songs.npz", **load_params("recommend"))
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
-    (METRICS_DIR / "recommend.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(METRICS_DIR / "recommend.json", metrics)
     print(json.dumps(metrics))
 
 

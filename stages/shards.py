@@ -2,6 +2,7 @@
 import json
 
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.manifest import Manifest
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 from musictag.records import roundtrip_error, write_shards
@@ -27,7 +28,7 @@ def main() -> None:
                    for name, split in index["splits"].items()},
         "test_roundtrip": roundtrip_error(store_dir, shards_dir, split="test"),
     }
-    (METRICS_DIR / "shards.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(METRICS_DIR / "shards.json", metrics)
     print(json.dumps(metrics))
 
 

@@ -2,6 +2,7 @@
 import json
 
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
 from musictag.training import train
 
@@ -18,7 +19,7 @@ def main() -> None:
         hyperparameters=(params.get("models") or {}).get(model) or {},
         **options,
     )
-    (METRICS_DIR / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(METRICS_DIR / "train.json", summary)
     print(json.dumps(summary))
 
 

@@ -8,6 +8,7 @@ import json
 import shutil
 
 from musictag.errors import run_main
+from musictag.files import write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 from musictag.tsne_map import build_map
 
@@ -19,7 +20,7 @@ def main() -> None:
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DATA_DIR / "tsne" / "map.png", METRICS_DIR / "tsne.png")
     seconds = summary.pop("tsne_seconds")  # kept out of the metrics file: it differs on every run
-    (METRICS_DIR / "tsne.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(METRICS_DIR / "tsne.json", summary)
     print(json.dumps({**summary, "tsne_seconds": seconds}))
 
 
