@@ -13,10 +13,10 @@ recall@10 >= 0.99. The machine is shared, so run everything in one go and compar
 """
 import argparse
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
+from musictag.predictions import Predictions
 from musictag.recommend import RecommendIndex, _one_thread, synthetic_probabilities
 
 
@@ -55,7 +55,8 @@ def main() -> None:
 
     probabilities = synthetic_probabilities(n, args.tags, seed=args.seed)
     ids = np.array([f"song{i:07d}" for i in range(n)])
-    catalogue = SimpleNamespace(ids=ids, probabilities=probabilities, embeddings=None)
+    no_embeddings = np.zeros((n, 0), np.float32)
+    catalogue = Predictions(ids, np.full(n, "catalogue"), probabilities, no_embeddings, [f"tag{j}" for j in range(args.tags)])
     queries = np.random.default_rng(args.seed + 1).choice(n, size=min(args.queries, n), replace=False)
 
     brute = RecommendIndex.build(catalogue, exact_max_songs=n)  # rows in catalogue order
@@ -80,7 +81,7 @@ def main() -> None:
     report("numpy brute force (exact)", times, recall(got, exact))
     report("numpy brute force, batch of queries", np.array([batch_ms]), 1.0, f"{len(queries)} at once, amortised")
     if 0 < args.exact_songs < n:
-        cut = SimpleNamespace(ids=ids[:args.exact_songs], probabilities=probabilities[:args.exact_songs])
+        cut = catalogue.take(slice(0, args.exact_songs))
         small = RecommendIndex.build(cut, exact_max_songs=args.exact_songs)
         times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
                          else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))

@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import (CONFIGS, Worker, add_step_options, interleaved, save_batch, tf_worker,  # noqa: E402
-                         worker_spec)
+from train_speed import CONFIGS, Worker, add_step_options, interleaved, save_batch, tf_worker, worker_spec  # noqa: E402
 
 
 def torch_k2c2(n_tags: int, n_mels: int = 96, widths=(67, 135, 135, 203, 271),

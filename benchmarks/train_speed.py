@@ -136,8 +136,8 @@ class Worker:
 def tf_worker(spec: dict) -> None:
     """Build and compile spec['arch'] as musictag.training does (without the AUC metrics, which torch lacks
     and which cost ~nothing), warm up, then serve steps on the saved batch."""
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from musictag import models
@@ -307,12 +307,11 @@ def run_speed(args) -> None:
 
 def run_pipeline(args) -> None:
     """k2c1 epochs of --steps batches: from make_dataset over the shards vs from the same batches in RAM."""
-    import numpy as np
-
-    import musictag.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
     import keras
+    import numpy as np
     import tensorflow as tf
 
+    import musictag.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
     from musictag.models import build_model
     from musictag.records import make_dataset, read_index
 

@@ -13,7 +13,7 @@ rerun tags only files whose MD5 it has not seen, as long as the model file, the 
 tagged is remembered the same way, and not retried until its bytes change.
 
 Output folder (`songs.csv` row i is row i of `songs.npz`):
-- songs.npz: musictag.tagging.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
+- songs.npz: musictag.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
 - songs.csv: id, audio_path, artist, title, md5
 - failed.csv: id, audio_path, md5, reason, detail
 - tagging.json: the fingerprint, and the counts of the last run
@@ -32,6 +32,7 @@ import pandas as pd
 from musictag.errors import MusictagError
 from musictag.files import replace_dir
 from musictag.paths import resolve
+from musictag.predictions import Predictions
 
 ADAPTER_SOURCES = ("msd", "mtat", "mtg-jamendo")  # data.source adapters whose audio lies on disk
 SOURCES = ("training", "folder", *ADAPTER_SOURCES)
@@ -91,8 +92,6 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
     songs, tagged in this run, reused from the last one, and failed."""
     if source not in SOURCES:
         raise MusictagError(f"catalogue.source: expected one of {list(SOURCES)}, got {source!r}")
-    from musictag.tagging import Predictions
-
     out_dir = resolve(out_dir)
     if source == "training":
         predictions = Predictions.load(predictions_path)
@@ -124,7 +123,7 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
     from musictag.library import tag_files
     from musictag.pool import Failure
-    from musictag.tagging import Predictions, Tagger
+    from musictag.tagging import Tagger
 
     tagger = Tagger(model_dir)
     state = {"source": "audio", "fingerprint": fingerprint(model_dir, windows), "windows": windows}
@@ -167,8 +166,6 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows
 def _previous_results(out_dir: Path, current_fingerprint: str) -> tuple[dict, dict]:
     """md5 -> (probabilities, embedding) and md5 -> (reason, detail) of the last run, if it tagged
     audio with the same fingerprint; empty otherwise (no last run, or anything unreadable in it)."""
-    from musictag.tagging import Predictions
-
     try:
         state = json.loads((out_dir / "tagging.json").read_text())
         if state.get("fingerprint") != current_fingerprint:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from musictag.audio import REJECT_REASONS, check_many
 from musictag.files import write_csv
 from musictag.manifest import SPLITS, Manifest
@@ -35,5 +37,13 @@ def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min
         "kept": len(kept),
         "rejected": len(rejects),
         "rejected_per_split": {s: int((rejects["split"] == s).sum()) for s in SPLITS},
-        "rejected_per_reason": {r: int((rejects["reason"] == r).sum()) for r in REJECT_REASONS},
     }
+
+
+def rejects_per_reason(rejects_path: Path) -> pd.DataFrame:
+    """One row per reject reason (every reason, in REJECT_REASONS order): its files per split and in all."""
+    rejects = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
+    counts = pd.crosstab(rejects["reason"], rejects["split"]).reindex(index=list(REJECT_REASONS), columns=list(SPLITS),
+                                                                      fill_value=0)
+    counts["all"] = counts.sum(axis=1)
+    return counts.rename_axis(index="reason", columns=None).reset_index()

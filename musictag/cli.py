@@ -141,8 +141,9 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
 
     from musictag.library import tag_files
     from musictag.pool import Failure
+    from musictag.predictions import Predictions
     from musictag.recommend import song_vectors
-    from musictag.tagging import Predictions, Tagger
+    from musictag.tagging import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
     ((_, tagged),) = tag_files(tagger, [path], args.windows)

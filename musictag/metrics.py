@@ -38,7 +38,7 @@ from sklearn.metrics import (
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic, write_csv, write_json
-from musictag.tagging import Predictions
+from musictag.predictions import Predictions
 
 DEFAULT_THRESHOLD = 0.5
 MAX_CURVE_ROWS = 500
@@ -475,12 +475,25 @@ def top_tags_rows(y_true, y_prob, clips: pd.DataFrame, tag_names: Sequence[str],
     return out
 
 
+def headline(summary: Mapping) -> dict:
+    """What a person compares between runs (`dvc metrics diff`, `dvc exp show`), ROC-AUC first: the AUCs,
+    and accuracy (mean and worst tag: the seed's criterion) and F1 at 0.5 and at the tuned thresholds.
+    The full summary (precision, recall, subset accuracy, tags left out) is evaluate_details.json."""
+    def decisions(block: Mapping) -> dict:
+        return {"accuracy": block["accuracy"], "accuracy_min": block["accuracy_min"], "f1": block["f1"]}
+
+    return {"roc_auc": summary["roc_auc"], "pr_auc": summary["pr_auc"], "at_half": decisions(summary["at_half"]),
+            "at_tuned": decisions(summary["at_tuned"]), "n_test": summary["n_test"],
+            "n_tags_evaluable": summary["n_tags_evaluable"]}
+
+
 def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metrics_dir: Path, plots_dir: Path,
              top_songs: int = 6, top_k: int = 5, songs: Sequence[str] = ()) -> dict:
     """The `evaluate` stage: test-split metrics with thresholds tuned on valid, and its files.
 
-    Writes (each atomically) `metrics_dir`/evaluate.json (the summary returned), per_tag.csv,
-    per_tag.json ({"per_tag": {metric: {tag: value}}} for intervals over runs), roc.csv and pr.csv
+    Writes (each atomically) `metrics_dir`/evaluate.json (the `headline` of the summary returned),
+    evaluate_details.json (all of it), per_tag.csv, per_tag.json ({"per_tag": {metric: {tag: value}}}
+    for intervals over saved runs), roc.csv and pr.csv
     (micro-averaged curves), and into `plots_dir` per_tag_auc.png, training_curves.png, roc_pr.png,
     top_tags_table.png and top_tags.csv. `songs` names clip ids for the table; empty = pick `top_songs`.
     """
@@ -542,7 +555,8 @@ def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metri
     write_atomic(plots_dir / "roc_pr.png", lambda tmp: plots.roc_pr(y, p, tag_names, table, tmp))
     write_atomic(plots_dir / "top_tags_table.png", lambda tmp: plots.top_tags_table(
         song_rows, tmp, f"Top-{top_k} predicted tags for test songs ({label.rstrip(', ') or 'model'})"))
-    write_json(metrics_dir / "evaluate.json", summary)  # last: its presence means the others are fresh
+    write_json(metrics_dir / "evaluate_details.json", summary)
+    write_json(metrics_dir / "evaluate.json", headline(summary))  # last: its presence means the others are fresh
     return summary
 
 

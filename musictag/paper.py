@@ -29,9 +29,9 @@ from musictag.categories import dissertation_facts
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
 from musictag.metrics import align_ground_truth, confidence_interval, pick_songs, tag_metrics, top_tags_rows
-from musictag.tagging import Predictions
+from musictag.predictions import Predictions
 
-PREDICTIONS, MODEL_DIR = "predictions.npz", "model"
+PREDICTIONS, MODEL_DIR, TIMING = "predictions.npz", "model", "timing.csv"  # in each run's folder
 MSD_TRAINING_CLIPS = 201_680  # Choi et al.'s training split, which the seed's epoch times are for
 MIN_MAP_SONGS = 10  # fewer test songs make no t-SNE map (and openTSNE's affinities degenerate)
 HEADLINES = {"roc_auc_macro": ("roc_auc", "macro"), "roc_auc_micro": ("roc_auc", "micro"),
@@ -54,7 +54,7 @@ class Run:
     p: np.ndarray
     clips: pd.DataFrame
     tag_names: list[str]
-    history: pd.DataFrame
+    timing: pd.DataFrame  # per epoch: train_time_s, epoch_time_s, examples_per_s (musictag.training.Throughput)
     config: dict
 
 
@@ -66,13 +66,13 @@ def load_runs(runs_dir: Path, models: Sequence[str], seeds: Sequence[int], manif
         test = Predictions.load(folder / PREDICTIONS).subset("test")
         y, clips = align_ground_truth(test, manifest_path)
         try:
-            history = pd.read_csv(folder / MODEL_DIR / "history.csv")
+            timing = pd.read_csv(folder / TIMING)
             config = json.loads((folder / MODEL_DIR / "config.json").read_text())
         except (OSError, ValueError) as err:
             raise MusictagError(f"{folder}: unreadable training log or config ({err.__class__.__name__}); "
                                 "run `dvc repro paper/dvc.yaml`") from None
         runs.append(Run(model, int(seed), y, test.probabilities.astype(np.float64), clips, test.tag_names,
-                        history, config))
+                        timing, config))
     first = runs[0]
     for run in runs[1:]:
         if list(run.clips["id"]) != list(first.clips["id"]) or run.tag_names != first.tag_names:
@@ -133,9 +133,8 @@ def compare(runs: Sequence[Run], categories: dict[str, str], level: float = 0.95
     for run in runs:
         table, summary = tag_metrics(run.y, run.p, tag_names)
         scores = {name: summary[a][b] for name, (a, b) in HEADLINES.items()}
-        if "train_time_s" in run.history:
-            scores["epoch_time_s"] = float(run.history["train_time_s"].mean())
-            scores["examples_per_s"] = float(run.history["examples_per_s"].mean())
+        scores["epoch_time_s"] = float(run.timing["train_time_s"].mean())
+        scores["examples_per_s"] = float(run.timing["examples_per_s"].mean())
         per_run[(run.model, run.seed)] = (table.set_index("tag"), scores)
 
     architectures = {}

@@ -22,13 +22,13 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
 from musictag.paths import resolve
+from musictag.predictions import Predictions
 
 FEATURES = ("tags", "embeddings", "both")
 FORMAT_VERSION = 2
@@ -368,9 +368,7 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
     tags = manifest.targets[rows].astype(np.float32)
     artists = manifest.clips["artist"].astype(str).to_numpy()[rows]
 
-    subset = SimpleNamespace(ids=ids, probabilities=np.asarray(predictions.probabilities)[keep],
-                             embeddings=np.asarray(predictions.embeddings)[keep] if features != "tags" else None)
-    index = RecommendIndex.build(subset, features=features, exact_max_songs=n)
+    index = RecommendIndex.build(predictions.take(keep), features=features, exact_max_songs=n)
     neighbour_rows, _ = index.neighbours(k_used)  # index rows == subset order (brute force keeps order)
 
     rng = np.random.default_rng(seed)
@@ -409,8 +407,6 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
 def read_inputs(predictions, manifest):
     """Predictions and Manifest as given, or read from their file paths."""
     if isinstance(predictions, (str, os.PathLike)):
-        from musictag.tagging import Predictions  # imports Keras: only when reading the file is needed
-
         predictions = Predictions.load(resolve(predictions))
     if isinstance(manifest, (str, os.PathLike)):
         from musictag.manifest import Manifest

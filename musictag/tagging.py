@@ -8,48 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from musictag.errors import MusictagError
-from musictag.files import write_atomic
 from musictag.paths import DATA_DIR
-
-
-@dataclass
-class Predictions:
-    """Model outputs for a set of clips: probabilities (n, n_tags) and embeddings (n, d), row i = ids[i]."""
-
-    ids: np.ndarray
-    splits: np.ndarray
-    probabilities: np.ndarray
-    embeddings: np.ndarray
-    tag_names: list[str]
-
-    def save(self, path: Path) -> None:
-        write_atomic(Path(path), lambda tmp: np.savez(tmp, ids=self.ids, splits=self.splits,
-                                                      probabilities=self.probabilities, embeddings=self.embeddings,
-                                                      tag_names=np.array(self.tag_names)))
-
-    @classmethod
-    def load(cls, path: Path) -> "Predictions":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls(data["ids"], data["splits"], data["probabilities"], data["embeddings"],
-                           [str(t) for t in data["tag_names"]])
-        except FileNotFoundError:
-            raise MusictagError(f"{path}: predictions not found (run `dvc repro predict`)") from None
-        except KeyError as err:
-            raise MusictagError(f"{path}: predictions lack the array {err}") from None
-        except (OSError, ValueError, EOFError) as err:
-            raise MusictagError(f"{path}: cannot read predictions ({type(err).__name__})") from None
-
-    def subset(self, split: str) -> "Predictions":
-        keep = self.splits == split
-        return Predictions(self.ids[keep], self.splits[keep], self.probabilities[keep], self.embeddings[keep],
-                           self.tag_names)
+from musictag.predictions import Predictions
 
 
 class Tagger:
@@ -66,7 +31,7 @@ class Tagger:
     def model(self):
         """The Keras model, outputs (probabilities, embeddings), loaded on first use: importing
         TensorFlow prints its own lines on some CPUs, and a bad input file should be told first."""
-        import keras  # here, not at the top: Predictions alone must not pay for importing Keras
+        import keras  # here, not at the top: reading a model's config must not pay for importing Keras
 
         model = keras.saving.load_model(self.model_path)
         return keras.Model(model.inputs, [model.output, model.get_layer("embedding").output])

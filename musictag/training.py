@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 # TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; with musictag.models.conv2d they train
@@ -42,16 +43,19 @@ STRATEGIES = {
     "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,  # several machines, from TF_CONFIG
 }
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
+TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
 
 class Throughput(keras.callbacks.Callback):
-    """Time each epoch and add it to the epoch's logs (history.csv, dvclive): `train_time_s` (the training
-    steps), `epoch_time_s` (with validation) and `examples_per_s` (training), so epoch time gets its
-    interval over runs like any score (dissertation fig. 4.3). Must come before the loggers."""
+    """Time each epoch into its own log, `timing_csv`: `train_time_s` (the training steps), `epoch_time_s`
+    (with validation) and `examples_per_s` (training), so epoch time gets its interval over runs like any
+    score (dissertation fig. 4.3). Not in history.csv or dvclive's logs: those are outputs, and a retrain
+    that reproduces the weights must reproduce them byte for byte, which no wall-clock time does."""
 
-    def __init__(self, batch_size: int, steps: int):
+    def __init__(self, batch_size: int, steps: int, timing_csv: Path):
         super().__init__()
         self.examples_per_epoch = batch_size * steps
+        self.timing_csv = timing_csv
         self.started = self.validating = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -63,10 +67,9 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         ended = time.perf_counter()
         train_time_s = (self.validating or ended) - self.started
-        timing = {"train_time_s": train_time_s, "epoch_time_s": ended - self.started,
+        timing = {"epoch": epoch, "train_time_s": train_time_s, "epoch_time_s": ended - self.started,
                   "examples_per_s": self.examples_per_epoch / train_time_s}
-        if logs is not None:
-            logs.update(timing)
+        pd.DataFrame([timing]).to_csv(self.timing_csv, mode="a", index=False, header=not self.timing_csv.exists())
         print(f"epoch {epoch + 1}: {timing['examples_per_s']:.1f} examples/s ({train_time_s:.0f} s training, "
               f"{timing['epoch_time_s']:.0f} s with validation)")
 
@@ -106,19 +109,20 @@ def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, sh
             "backend": {"name": keras.backend.backend(), "keras": keras.__version__, "tensorflow": tf.__version__}}
 
 
-def resume_epoch(backup_dir: Path, history_csv: Path) -> int:
-    """The epoch BackupAndRestore will resume at (0 for a fresh run); the log is cut back to match it.
+def resume_epoch(backup_dir: Path, *logs: Path) -> int:
+    """The epoch BackupAndRestore will resume at (0 for a fresh run); the per-epoch `logs` are cut back to it.
 
     Keras records the next epoch in `training_metadata.json` of the backup; a kill between that
-    backup and the log's row of the same epoch must leave neither a missing nor a doubled row.
+    backup and a log's row of the same epoch must leave neither a missing nor a doubled row.
     """
     metadata = backup_dir / "training_metadata.json"
     if not metadata.exists():
         return 0
     epoch = int(json.loads(metadata.read_text())["epoch"])
-    if history_csv.exists():
-        history = pd.read_csv(history_csv)
-        history[history["epoch"] < epoch].to_csv(history_csv, index=False)
+    for log in logs:
+        if log.exists():
+            rows = pd.read_csv(log)
+            rows[rows["epoch"] < epoch].to_csv(log, index=False)
     return epoch
 
 
@@ -176,12 +180,15 @@ def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -
 def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, model: str, hyperparameters: dict,
           epochs: int, batch_size: int, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
           epsilon: float = 1e-8, shuffle_buffer: int = 512, seed: int = 2018, early_stopping_patience: int = 0,
-          mixed_precision: bool = False, jit_compile: bool = False, strategy: str = "default") -> dict:
+          mixed_precision: bool = False, jit_compile: bool = False, strategy: str = "default",
+          timing_csv: Path | None = None) -> dict:
     """Train `model` on the train split, validating each epoch; return a summary for metrics/.
 
     `out_dir` receives best.keras (highest validation ROC-AUC), last.keras, config.json and
-    history.csv, and `live_dir` the dvclive logs, both when the run completes. `recovery_root` holds
-    each configuration's crash-recovery folder until its run completes.
+    history.csv, and `live_dir` the dvclive logs, both when the run completes: all of them the same bytes
+    whenever the weights are. The epochs' wall-clock times go to `timing_csv` (`Throughput`), which
+    must lie outside those outputs. `recovery_root` holds each configuration's crash-recovery folder
+    until its run completes.
     """
     check_params(model, epochs, batch_size, learning_rate, strategy)
     shards_dir, out_dir, live_dir = map(Path, (shards_dir, out_dir, live_dir))
@@ -194,15 +201,22 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
     out_dir, state_dir, live_dir = worker_dirs(distribution, out_dir, state.directory, live_dir)
     with state.held(state_dir):
         summary = _fit(state, state_dir, shards_dir, index, model, hyperparameters, epochs, shaping,
-                       early_stopping_patience, distribution, out_dir, live_dir)
+                       early_stopping_patience, distribution, out_dir, live_dir, timing_csv)
+        for saved in (BEST_MODEL, LAST_MODEL):
+            without_save_date(state_dir / "model" / saved)
+        timing = state_dir / "model" / TIMING
+        if timing_csv is not None:
+            Path(timing_csv).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(timing, timing_csv)
+        timing.unlink(missing_ok=True)
         replace_dir(state_dir / "model", out_dir)
         replace_dir(state_dir / "live", live_dir)
     return summary
 
 
 def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, model: str, hyperparameters: dict,
-         epochs: int, shaping: dict, early_stopping_patience: int, distribution, out_dir: Path, out_live_dir: Path
-         ) -> dict:
+         epochs: int, shaping: dict, early_stopping_patience: int, distribution, out_dir: Path, out_live_dir: Path,
+         timing_csv: Path | None) -> dict:
     """Train inside `state_dir` (backup/, model/, live/), resuming what this configuration left there, or
     continuing its finished run in `out_dir` when `epochs` was raised."""
     n_mels, n_frames = index["spectrogram_shape"]
@@ -217,8 +231,8 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
     if not resuming:  # nothing finished yet: whatever an earlier attempt left goes
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(live_dir, ignore_errors=True)
-        continued = _continue_finished_run(out_dir, out_live_dir, run_dir, live_dir, state.key, epochs)
-    first_epoch = resume_epoch(backup_dir, run_dir / HISTORY) if resuming else continued
+        continued = _continue_finished_run(out_dir, out_live_dir, run_dir, live_dir, state.key, epochs, timing_csv)
+    first_epoch = resume_epoch(backup_dir, run_dir / HISTORY, run_dir / TIMING) if resuming else continued
 
     with distribution.scope():
         if continued:  # weights and optimizer state as the finished run left them
@@ -227,7 +241,8 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
             network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
             network.compile(
                 optimizer=keras.optimizers.Adam(shaping["learning_rate"], beta_1=shaping["beta_1"],
-                                                beta_2=shaping["beta_2"], epsilon=shaping["epsilon"]),
+                                                beta_2=shaping["beta_2"], epsilon=shaping["epsilon"],
+                                                name="adam"),  # not Keras' per-process "adam_1", "adam_2"
                 loss=keras.losses.BinaryCrossentropy(),
                 metrics=[keras.metrics.AUC(multi_label=True, num_labels=n_tags, name="auc"),
                          keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
@@ -264,7 +279,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
 
     best_val_auc = _best_so_far(run_dir / HISTORY) if first_epoch else None
     callbacks = [
-        Throughput(batch_size, steps),  # first: it adds the epoch's timing to the logs the others write
+        Throughput(batch_size, steps, run_dir / TIMING),
         keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=bool(first_epoch)),
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_MODEL), monitor="val_auc", mode="max",
@@ -282,7 +297,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
 
 
 def _continue_finished_run(out_dir: Path, out_live_dir: Path, run_dir: Path, live_dir: Path, key: str,
-                           epochs: int) -> int:
+                           epochs: int, timing_csv: Path | None) -> int:
     """Epochs done by a finished run of this configuration in `out_dir`, with its model files and logs
     copied into the run folder to continue from, when it ran fewer than `epochs`; else 0 (a fresh run).
 
@@ -298,6 +313,8 @@ def _continue_finished_run(out_dir: Path, out_live_dir: Path, run_dir: Path, liv
     if config.get("configuration") != key or not (out_dir / LAST_MODEL).exists() or not 0 < done < epochs:
         return 0
     shutil.copytree(out_dir, run_dir)
+    if timing_csv is not None and Path(timing_csv).exists():
+        shutil.copy(timing_csv, run_dir / TIMING)
     if out_live_dir.is_dir():
         shutil.copytree(out_live_dir, live_dir)
     return done
@@ -313,15 +330,24 @@ def _best_so_far(history_csv: Path) -> float | None:
 
 
 def summarize_history(history_csv: Path, model: str, parameters: int) -> dict:
-    """The run's figures from its whole log, resumed epochs included."""
+    """The run's headline figures from its whole log, resumed epochs included (losses stay in the log and
+    dvclive's curves: `dvc metrics diff` shows what a person compares)."""
     history = pd.read_csv(history_csv)
-    last = history.iloc[-1]
-    summary = {"model": model, "parameters": parameters, "epochs_run": len(history),
-               "best_val_auc": round(float(history["val_auc"].max()), 4),
-               "best_epoch": int(history.loc[history["val_auc"].idxmax(), "epoch"]) + 1,
-               "last_val_auc": round(float(last["val_auc"]), 4), "last_val_pr_auc": round(float(last["val_pr_auc"]), 4),
-               "last_train_loss": round(float(last["loss"]), 4), "last_val_loss": round(float(last["val_loss"]), 4)}
-    if "train_time_s" in history:
-        summary |= {"mean_epoch_train_time_s": round(float(history["train_time_s"].mean()), 2),
-                    "mean_examples_per_s": round(float(history["examples_per_s"].mean()), 2)}
-    return summary
+    return {"best_val_auc": round(float(history["val_auc"].max()), 4),
+            "last_val_auc": round(float(history["val_auc"].iloc[-1]), 4),
+            "best_epoch": int(history.loc[history["val_auc"].idxmax(), "epoch"]) + 1,
+            "epochs_run": len(history), "model": model, "parameters": parameters}
+
+
+def without_save_date(keras_file: Path) -> None:
+    """Rewrite a `.keras` archive without what changes from one save to the next (Keras' `date_saved`,
+    the zip entries' times), so the same weights give the same bytes and the same DVC hash."""
+    with zipfile.ZipFile(keras_file) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(keras_file, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)

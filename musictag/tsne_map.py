@@ -27,7 +27,6 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -222,7 +221,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str = "test"
               embed_audio_max_songs: int = 50, n_jobs: int = 2, n_iter: int = 1000) -> dict:
     """Write out_dir/map.png and out_dir/map.html for the songs of `split`; a summary for metrics/.
 
-    `predictions` (musictag.tagging.Predictions, or the path of its .npz) gives the songs' predicted
+    `predictions` (musictag.predictions.Predictions, or the path of its .npz) gives the songs' predicted
     tags; `manifest` (musictag.manifest.Manifest, or its CSV path) their artist, title and audio.
     """
     from musictag.recommend import FEATURES, RecommendIndex, read_inputs
@@ -254,9 +253,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str = "test"
     title = f"t-SNE of {n} {split} songs' predicted tags"
     plot_png(coordinates, colouring, out_dir / "map.png", title + ", coloured by top tag")
 
-    subset = SimpleNamespace(ids=ids, probabilities=probabilities,
-                             embeddings=np.asarray(predictions.embeddings)[rows] if features != "tags" else None)
-    index = RecommendIndex.build(subset, features=features, exact_max_songs=n)
+    index = RecommendIndex.build(predictions.take(rows), features=features, exact_max_songs=n)
     k = min(int(k), n - 1)
     neighbour_rows, neighbour_distances = index.neighbours(k)  # brute-force index rows == map order
 

@@ -1,12 +1,12 @@
 """Stage `clean`: decode every audio file of the manifest once and drop what cannot be used.
 
-Writes the manifest of usable clips, a CSV of rejects with their reasons, and per-split counts
-(the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
+Writes the manifest of usable clips, a CSV of rejects with their reasons, the counts per reason and split,
+and the headline counts (the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
 """
 
-from musictag.cleaning import clean_manifest
+from musictag.cleaning import clean_manifest, rejects_per_reason
 from musictag.errors import run_main
-from musictag.files import write_json
+from musictag.files import write_csv, write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 
 
@@ -22,6 +22,7 @@ def main() -> None:
         timeout_s=params["timeout_s"],
         memory_limit_mb=params["memory_limit_mb"],
     )
+    write_csv(METRICS_DIR / "rejects_per_reason.csv", rejects_per_reason(METRICS_DIR / "rejects.csv"))
     write_json(METRICS_DIR / "clean.json", summary)
     print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")
 

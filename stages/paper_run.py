@@ -7,7 +7,7 @@ import json
 from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.metrics import align_ground_truth, tag_metrics
-from musictag.paper import MODEL_DIR, PREDICTIONS, run_name
+from musictag.paper import MODEL_DIR, PREDICTIONS, TIMING, run_name
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
 from musictag.tagging import Tagger
 from musictag.training import train
@@ -22,7 +22,7 @@ def main() -> None:
     name = run_name(args.model, args.seed)
     run_dir = DATA_DIR / "paper" / "runs" / name
     summary = train(shards_dir=DATA_DIR / "shards", out_dir=run_dir / MODEL_DIR, recovery_root=train_recovery_dir(),
-                    live_dir=run_dir / "live", model=args.model,
+                    live_dir=run_dir / "live", timing_csv=run_dir / TIMING, model=args.model,
                     hyperparameters=(params.get("models") or {}).get(args.model) or {},
                     **{**params["train"], "seed": args.seed, "epochs": params["paper"]["epochs"]})
     predictions = Tagger(run_dir / MODEL_DIR).predict_shards(DATA_DIR / "shards", splits=("valid", "test"))

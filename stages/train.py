@@ -17,6 +17,7 @@ def main() -> None:
         live_dir=METRICS_DIR / "train",
         model=model,
         hyperparameters=(params.get("models") or {}).get(model) or {},
+        timing_csv=DATA_DIR / "model-timing.csv",  # wall-clock times: outside the outputs, which must reproduce
         **options,
     )
     write_json(METRICS_DIR / "train.json", summary)

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from dvc_repo import DvcRepo
 
 UP_TO_DATE = "Data and pipelines are up to date."

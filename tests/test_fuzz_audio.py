@@ -13,12 +13,12 @@ import os
 import resource
 import time
 
+import audio_fuzz
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import audio_fuzz
 from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
 from musictag.errors import MusictagError
 from musictag.pool import BoundedPool, Failure

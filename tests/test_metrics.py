@@ -25,6 +25,7 @@ from musictag.metrics import (
     confidence_interval,
     confidence_intervals_from_experiments,
     experiments_metrics,
+    flatten_metrics,
     format_intervals,
     micro_curves,
     runs_table,
@@ -279,8 +280,11 @@ def test_stage_writes_every_file_from_synthetic_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "load_params", lambda section: {"top_songs": 4, "top_k": 3})
     stage.main()
 
-    summary = json.loads((metrics / "evaluate.json").read_text())
+    summary = json.loads((metrics / "evaluate_details.json").read_text())
     json.dumps(summary, allow_nan=False)
+    headline = json.loads((metrics / "evaluate.json").read_text())
+    assert list(headline)[0] == "roc_auc" and len(flatten_metrics(headline)) <= 16
+    assert flatten_metrics(headline).items() <= flatten_metrics(summary).items()
     y, p = targets[splits == "test"].astype(int), probabilities[splits == "test"].astype(np.float64)
     ev = [0, 1, 3, 4]
     assert summary["n_test"] == 40 and summary["n_valid"] == 30 and summary["thresholds_tuned_on"] == "valid"
@@ -322,7 +326,7 @@ def test_stage_names_stale_or_missing_inputs(tmp_path):
 
 def test_ground_truth_alignment_names_a_missing_clip_or_a_moved_one(tmp_path):
     from musictag.metrics import align_ground_truth
-    from musictag.tagging import Predictions
+    from musictag.predictions import Predictions
 
     write_inputs(tmp_path)
     predictions = Predictions.load(tmp_path / "predictions.npz")

@@ -1,10 +1,9 @@
 """The architectures match the dissertation's tables 3.2-3.7 layer by layer."""
+import keras
 import pytest
 
-from musictag.errors import MusictagError
-import keras
-
 from musictag import models
+from musictag.errors import MusictagError
 from musictag.models import MODELS, build_model
 
 # (layer name, output shape without batch, trainable parameters or None) from tables 3.2-3.7

@@ -12,7 +12,6 @@ import time
 
 import psutil
 import pytest
-
 from dvc_repo import DvcRepo
 from test_audio import write
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import REPO_ROOT
 from dvc_repo import DvcRepo
 from test_audio import music

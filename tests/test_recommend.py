@@ -10,7 +10,7 @@ from musictag.recommend import RecommendIndex, build_recommendations, retrieval_
 
 @pytest.fixture(scope="module")
 def Predictions():
-    from musictag.tagging import Predictions  # imports Keras, once for the module
+    from musictag.predictions import Predictions
 
     return Predictions
 

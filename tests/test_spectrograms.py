@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from musictag import spectrograms
 from musictag.audio import spectrogram_of
 from musictag.errors import MusictagError
-from musictag import spectrograms
 from musictag.paths import REPO_ROOT
 from musictag.spectrograms import _chunk_name, extract, iter_spectrograms, read_index
 

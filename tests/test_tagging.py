@@ -8,18 +8,19 @@ import struct
 import subprocess
 import sys
 
+import audio_fuzz
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile
 
-import audio_fuzz
 from musictag.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
 from musictag.library import tag_files
+from musictag.predictions import Predictions
 from musictag.recommend import RecommendIndex, song_vectors
-from musictag.tagging import Predictions, Tagger, top_tags
+from musictag.tagging import Tagger, top_tags
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):

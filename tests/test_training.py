@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import kill_9_when
+
 from musictag.errors import MusictagError
 from musictag.training import train
 
@@ -48,12 +48,20 @@ def test_training_leaves_checkpoints_config_log_and_dvclive_metrics(tmp_path, ti
     assert list((out / "live" / "plots" / "metrics").rglob("*.tsv"))
 
 
-def test_same_seed_gives_same_first_epoch_loss(tmp_path, tiny_shards):
-    first, out_a = run(tmp_path, tiny_shards, "a", epochs=1)
+def test_a_retrain_with_the_same_seed_writes_the_same_bytes(tmp_path, tiny_shards):
+    """Same seed, same data: the same weights, so the same model folder and logs, file for file, byte for
+    byte (DVC's hash of data/model with them); the epochs' times go to their own file."""
+    first, out_a = run(tmp_path, tiny_shards, "a", epochs=1, timing_csv=tmp_path / "a" / "timing.csv")
     second, out_b = run(tmp_path, tiny_shards, "b", epochs=1)
-    loss_a = pd.read_csv(out_a / "model" / "history.csv")["loss"][0]
-    loss_b = pd.read_csv(out_b / "model" / "history.csv")["loss"][0]
-    assert loss_a == loss_b
+    assert first == second
+    for folder in ("model", "live"):
+        files_a = sorted(p.relative_to(out_a) for p in (out_a / folder).rglob("*") if p.is_file())
+        assert files_a and files_a == sorted(p.relative_to(out_b) for p in (out_b / folder).rglob("*") if p.is_file())
+        for name in files_a:
+            assert (out_a / name).read_bytes() == (out_b / name).read_bytes(), name
+    timing = pd.read_csv(tmp_path / "a" / "timing.csv")
+    assert list(timing["epoch"]) == [0] and (timing["examples_per_s"] > 0).all()
+    assert not (out_b / "model" / "timing.csv").exists()
 
 
 def test_kill_9_mid_run_then_rerun_continues_from_the_last_epoch(tmp_path, tiny_shards):

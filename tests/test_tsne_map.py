@@ -4,7 +4,6 @@ import io
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import soundfile
 
 from musictag.errors import MusictagError
 from musictag.manifest import Manifest
+from musictag.predictions import Predictions
 from musictag.recommend import synthetic_probabilities
 from musictag.tsne_map import build_map, colour_by_top_tag, embed, page_json, select_rows
 
@@ -33,8 +33,8 @@ def catalogue(root: Path, n: int = 40, n_tags: int = 16, seed: int = 0):
         paths.append(str(root / "corpus" / f"{song_id}.wav"))
     splits = ["test"] * (n - 2) + ["train"] * 2
     probabilities = synthetic_probabilities(n, n_tags, n_styles=4, seed=seed)
-    predictions = SimpleNamespace(ids=ids, splits=np.array(splits), probabilities=probabilities,
-                                  embeddings=rng.normal(size=(n, 5)).astype(np.float32), tag_names=tags)
+    predictions = Predictions(np.array(ids), np.array(splits), probabilities,
+                              rng.normal(size=(n, 5)).astype(np.float32), tags)
     clips = pd.DataFrame({"id": ids, "audio_path": paths, "split": splits,
                           "artist": [f"Artist {i % 5}" for i in range(n)],
                           "title": [f"Song {i} {NASTY}" if i == 7 else f"Song {i}" for i in range(n)]})
