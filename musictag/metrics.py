@@ -43,8 +43,6 @@ from musictag.predictions import Predictions
 DEFAULT_THRESHOLD = 0.5
 MAX_CURVE_ROWS = 500
 NO_POSITIVE, NO_NEGATIVE = "no positive in test", "no negative in test"
-DEFAULT_CI_METRICS = ("roc_auc.macro", "roc_auc.micro", "pr_auc.macro", "pr_auc.micro", "at_half.accuracy",
-                      "at_half.f1.macro", "at_tuned.f1.macro")
 PER_TAG_COLUMNS = ["tag", "n_positive", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "threshold",
                    "precision_tuned", "recall_tuned", "f1_tuned", "note"]
 
@@ -350,7 +348,7 @@ def group_runs(params: Mapping[str, Mapping], replicate: Sequence[str] = REPLICA
 
 
 def confidence_intervals_from_experiments(source: str | bytes | Path | Sequence,
-                                          metric_names: Sequence[str] | None = DEFAULT_CI_METRICS,
+                                          metric_names: Sequence[str] | None = None,
                                           level: float = 0.95, metrics_file: str = "metrics/evaluate.json",
                                           include_workspace: bool = False, include_baselines: bool = False,
                                           names: Sequence[str] | None = None) -> dict:
