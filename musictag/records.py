@@ -13,7 +13,6 @@ One tf.train.Example per clip, three bytes features:
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shutil
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.manifest import SPLITS, Manifest
+from musictag.store import SpectrogramStore
 
 INDEX_NAME = "index.json"
 COMPRESSIONS = ("", "GZIP", "ZLIB")
@@ -40,57 +40,6 @@ def _read_json(path: Path, what: str, hint: str) -> dict:
         raise MusictagError(f"{path}: {what} not found ({hint})") from None
     except (OSError, ValueError) as err:
         raise MusictagError(f"{path}: cannot read {what} ({first_line(err)})") from None
-
-
-class _Store:
-    """The spectrogram store, one clip at a time read from its chunk file, so no split is held in RAM.
-
-    Rows are read with plain file reads rather than from memory maps: in shuffled order every row of a
-    mapped chunk would stay counted in the process's memory, which then grows with the catalogue.
-    """
-
-    def __init__(self, store_dir):
-        self.dir = Path(store_dir)
-        path = self.dir / INDEX_NAME
-        index = _read_json(path, "spectrogram index", "run `dvc repro spectrograms`")
-        try:
-            self.shape = tuple(int(n) for n in index["shape"])
-            self.location = {id_: (chunk["file"], row) for chunk in index["chunks"]
-                             for row, id_ in enumerate(chunk["ids"])}
-            self.n_rows = {chunk["file"]: len(chunk["ids"]) for chunk in index["chunks"]}
-        except (KeyError, TypeError, ValueError) as err:
-            raise MusictagError(f"{path}: malformed spectrogram index ({first_line(err)})") from None
-        self.front_end = index.get("front_end", {})
-        self._data_offset = functools.cache(self._check_chunk)
-
-    def _check_chunk(self, name: str) -> int:
-        """The byte offset of the rows in chunk `name`, after checking its .npy header against the index."""
-        path = self.dir / name
-        try:
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, fortran_order, dtype = read_header(handle)
-                offset = handle.tell()
-        except (OSError, ValueError) as err:
-            raise MusictagError(f"{path}: cannot read spectrogram chunk ({first_line(err)})") from None
-        expected = (self.n_rows[name],) + self.shape
-        if dtype != np.float32 or shape != expected or fortran_order:
-            raise MusictagError(f"{path}: expected float32 of shape {expected}, got {dtype} {shape}")
-        if path.stat().st_size < offset + np.prod(expected) * 4:
-            raise MusictagError(f"{path}: cannot read spectrogram chunk (truncated)")
-        return offset
-
-    def __contains__(self, id_: str) -> bool:
-        return id_ in self.location
-
-    def __getitem__(self, id_: str) -> np.ndarray:
-        """The float32 log-mel of one clip, (n_mels, n_frames)."""
-        name, row = self.location[id_]
-        row_floats = int(np.prod(self.shape))
-        offset = self._data_offset(name) + row * row_floats * 4
-        return np.fromfile(self.dir / name, dtype="<f4", count=row_floats, offset=offset).reshape(self.shape)
 
 
 # --- writing ----------------------------------------------------------------------------------------------
@@ -132,7 +81,7 @@ def _example(id_: str, spectrogram: np.ndarray, target: np.ndarray, dtype: np.dt
     })).SerializeToString(deterministic=True)  # map entries sorted: upb orders them by a per-process hash seed
 
 
-def _shuffled_split(manifest: Manifest, split: str, store: _Store, seed: int) -> tuple[list[str], np.ndarray, int]:
+def _shuffled_split(manifest: Manifest, split: str, store: SpectrogramStore, seed: int) -> tuple[list[str], np.ndarray, int]:
     """(ids, targets (n, n_tags) uint8, n_skipped): the split's clips in the store, in a seeded random order.
     Clips missing from the store were rejected upstream; they are skipped and counted."""
     clips = manifest.split(split)
@@ -172,7 +121,7 @@ def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int
     interruption or a write error (disk full) leaves any previous `out_dir` as it was.
     """
     _check_write_params(examples_per_shard, compression, spectrogram_dtype, seed)
-    store = _Store(store_dir)
+    store = SpectrogramStore(store_dir)
     plans = {split: _shuffled_split(manifest, split, store, seed) for split in SPLITS}
     n_examples = sum(len(ids) for ids, _, _ in plans.values())
     if n_examples == 0:
@@ -291,7 +240,7 @@ def roundtrip_error(store_dir, shards_dir, split: str = "test") -> dict:
     """How far the shards of `split` are from the float32 store: max absolute error, max relative error
     (over values in float16's normal range, |x| >= 6.1e-5; below it max_abs covers the subnormal spacing)
     and whether every value is within float16 precision, i.e. |decoded - x| <= |float16(x) - x|."""
-    store = _Store(store_dir)
+    store = SpectrogramStore(store_dir)
     expected = _split_entry(read_index(shards_dir), split, shards_dir)["n_examples"]
     max_abs = max_rel = 0.0
     within = True

@@ -1,8 +1,6 @@
-"""Log-mel extraction for a whole catalogue: parallel, resumable, stored in a few large files.
+"""Log-mel extraction for a whole catalogue: parallel, resumable, into the spectrogram store (musictag.store).
 
-The store is a directory of `chunk-NNNNN.npy` float32 arrays of shape (n_songs, n_mels, n_frames)
-plus `index.json` naming the ids of each chunk. Few large files keep DVC's hashing cheap (MSD is
-240k songs); chunks are finished in a scratch directory beside the output that DVC does not delete,
+Chunks are finished in a scratch directory beside the output that DVC does not delete,
 so a rerun after an interruption skips every chunk already written. Work runs on local processes
 or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through one
 in-order `imap(function, jobs)`, so the two give identical arrays. Local workers write their rows
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -31,8 +28,8 @@ from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
 from musictag.pool import BoundedPool, Failure, check_limits, in_order
+from musictag.store import INDEX_NAME, start_chunk, write_index, write_row
 
-INDEX_NAME = "index.json"
 FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
 
 
@@ -106,31 +103,6 @@ def _portable(path: str) -> str:
     return str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_relative_to(REPO_ROOT) else str(path)
 
 
-def _start_chunk(path: Path, n_rows: int, row_shape: tuple[int, ...]) -> list[int]:
-    """Create `path` as np.save would write a float32 (n_rows, *row_shape) array, rows still zero;
-    return the byte offset of each row. Rows are then written in place, by any process."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-              "shape": (n_rows, *row_shape)}
-    row_bytes = math.prod(row_shape) * np.dtype(np.float32).itemsize
-    with open(path, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, header)
-        data_offset = handle.tell()
-        handle.truncate(data_offset + n_rows * row_bytes)
-    return [data_offset + i * row_bytes for i in range(n_rows)]
-
-
-def _write_row(path: Path, offset: int, row: np.ndarray, row_shape: tuple[int, ...]) -> None:
-    """Write one song's spectrogram at byte `offset` of a chunk file _start_chunk made."""
-    if row.shape != row_shape or row.dtype != np.float32:
-        raise MusictagError(f"{path.name}: a spectrogram of shape {row.shape} ({row.dtype}) where the front end "
-                            f"gives {row_shape} (float32)")
-    descriptor = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(descriptor, np.ascontiguousarray(row).data, offset)
-    finally:
-        os.close(descriptor)
-
-
 def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.ndarray | Failure | None:
     """One song's spectrogram, written into the chunk when `row.tmp` is given, else returned; a song
     no decoder can read is a Failure (clean kept it, so its damage lies past what clean decodes)."""
@@ -140,7 +112,7 @@ def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.n
         return Failure("undecodable", first_line(err))
     if row.tmp is None:
         return spectrogram
-    _write_row(row.tmp, row.offset, spectrogram, row_shape)
+    write_row(row.tmp, row.offset, spectrogram, row_shape)
     return None
 
 
@@ -186,7 +158,7 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
         for name, start in pending:
             tmp = scratch_dir / (name + ".tmp")
             chunk_ids, chunk_paths = ids[start:start + chunk_size], audio_paths[start:start + chunk_size]
-            offsets = _start_chunk(tmp, len(chunk_paths), row_shape)
+            offsets = start_chunk(tmp, len(chunk_paths), row_shape)
             for i, (song_id, path, offset) in enumerate(zip(chunk_ids, chunk_paths, offsets)):
                 yield _Row(name, tmp if workers_write else None, offset, song_id, path, i == len(offsets) - 1)
 
@@ -201,7 +173,7 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
                                    "reason": outcome.reason, "detail": outcome.detail})
                     progress.write(outcome.message(row.audio_path) + "; skipped")
                 elif outcome is not None:
-                    _write_row(scratch_dir / (row.chunk + ".tmp"), row.offset, outcome, row_shape)
+                    write_row(scratch_dir / (row.chunk + ".tmp"), row.offset, outcome, row_shape)
                 progress.update()
                 if row.last:  # the failures first: a chunk file present means its list is too
                     write_atomic(scratch_dir / (row.chunk + FAILED_SUFFIX),
@@ -225,26 +197,8 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
         chunks.append({"file": name, "ids": [None if id_ in failed_ids else id_ for id_ in ids[start:start + chunk_size]]})
         failed.extend(chunk_failed)
     if failed:
-        print(f"{len(failed)} of {len(ids)} songs failed and are left out of the store (see {INDEX_NAME}, 'failed')")
-    index = {"shape": list(row_shape), "dtype": "float32", "front_end": front_end, "chunks": chunks, "failed": failed}
-    (scratch_dir / INDEX_NAME).write_text(json.dumps(index) + "\n")
+        print(f"{len(failed)} of {len(ids)} songs failed and are left out of the store (see {INDEX_NAME}: 'failed')")
+    write_index(scratch_dir, row_shape, front_end, chunks, failed)
     replace_dir(scratch_dir, out_dir)
     return {"songs": len(ids), "failed": len(failed), "chunks": len(names), "resumed_songs": resumed_songs,
             "songs_per_s": round(rate, 2)}
-
-
-def read_index(store_dir: Path) -> dict:
-    try:
-        return json.loads((store_dir / INDEX_NAME).read_text())
-    except FileNotFoundError:
-        raise MusictagError(f"{store_dir / INDEX_NAME}: spectrogram index not found (run `dvc repro spectrograms`)") from None
-
-
-def iter_spectrograms(store_dir: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(id, log-mel of shape (n_mels, n_frames)) for every stored song (not the failed ones), streamed
-    from memory-mapped chunks."""
-    for chunk in read_index(store_dir)["chunks"]:
-        array = np.load(store_dir / chunk["file"], mmap_mode="r")
-        for song_id, row in zip(chunk["ids"], array):
-            if song_id is not None:
-                yield song_id, row

@@ -1,7 +1,6 @@
 """TFRecord shards: real shards written to tmp_path from a small spectrogram store, read back with tf.data."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import tensorflow as tf
 from musictag.errors import MusictagError
 from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest
 from musictag.records import make_dataset, read_index, roundtrip_error, steps_per_epoch, write_shards
+from musictag.store import start_chunk, write_index, write_row
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
 N_TAGS = 5
@@ -22,15 +22,17 @@ MISSING = ["gone-1", "gone-2", "gone-3"]  # in the manifest (train) but not in t
 
 
 def write_store(store_dir: Path, ids: list[str], spectrograms: np.ndarray, chunk_size: int = 7) -> Path:
-    """A spectrogram store as musictag.spectrograms writes it: index.json plus float32 .npy chunks."""
+    """A spectrogram store written through musictag.store, as the spectrograms stage writes one."""
     store_dir.mkdir(parents=True)
+    row_shape = spectrograms.shape[1:]
     chunks = []
     for k, start in enumerate(range(0, len(ids), chunk_size)):
         name = f"chunk-{k:05d}.npy"
-        np.save(store_dir / name, spectrograms[start:start + chunk_size].astype(np.float32))
+        rows = spectrograms[start:start + chunk_size].astype(np.float32)
+        for offset, row in zip(start_chunk(store_dir / name, len(rows), row_shape), rows):
+            write_row(store_dir / name, offset, row, row_shape)
         chunks.append({"file": name, "ids": ids[start:start + chunk_size]})
-    index = {"shape": list(spectrograms.shape[1:]), "dtype": "float32", "chunks": chunks, "front_end": {"n_mels": 16}}
-    (store_dir / "index.json").write_text(json.dumps(index))
+    write_index(store_dir, row_shape, {"n_mels": 16}, chunks, [])
     return store_dir
 
 

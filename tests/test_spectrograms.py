@@ -10,7 +10,8 @@ from musictag import spectrograms
 from musictag.audio import spectrogram_of
 from musictag.errors import MusictagError
 from musictag.paths import REPO_ROOT
-from musictag.spectrograms import _chunk_name, extract, iter_spectrograms, read_index
+from musictag.spectrograms import _chunk_name, extract
+from musictag.store import SpectrogramStore
 
 FRONT_END = {"sample_rate_hz": 12000, "duration_s": 3.0, "n_fft": 512, "hop_length": 256, "n_mels": 96}
 
@@ -32,11 +33,11 @@ def songs(tmp_path):
 def test_store_holds_each_song_in_few_files(tmp_path, songs):
     ids, paths = songs
     summary = extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
-    index = read_index(tmp_path / "store")
-    assert summary["chunks"] == len(index["chunks"]) == 3
-    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == sorted(
-        [c["file"] for c in index["chunks"]] + ["index.json"])
-    stored = dict(iter_spectrograms(tmp_path / "store"))
+    store = SpectrogramStore(tmp_path / "store")
+    assert summary["chunks"] == len(store.chunks) == 3
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == sorted([name for name, _ in store.chunks] +
+                                                                           ["index.json"])
+    stored = dict(store.items())
     assert list(stored) == ids
     for song_id, path in zip(ids, paths):
         assert stored[song_id].shape == (96, 141)
@@ -47,10 +48,10 @@ def test_store_holds_each_song_in_few_files(tmp_path, songs):
 def test_chunks_are_the_files_np_save_writes(tmp_path, songs):
     ids, paths = songs
     extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2)
-    for chunk in read_index(tmp_path / "store")["chunks"]:
+    for name, chunk_ids in SpectrogramStore(tmp_path / "store").chunks:
         expected = io.BytesIO()
-        np.save(expected, np.stack([spectrogram_of(paths[ids.index(i)], **FRONT_END) for i in chunk["ids"]]))
-        assert (tmp_path / "store" / chunk["file"]).read_bytes() == expected.getvalue()
+        np.save(expected, np.stack([spectrogram_of(paths[ids.index(i)], **FRONT_END) for i in chunk_ids]))
+        assert (tmp_path / "store" / name).read_bytes() == expected.getvalue()
 
 
 def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys, monkeypatch):
@@ -79,7 +80,8 @@ def test_rerun_after_interruption_keeps_finished_chunks(tmp_path, songs, capsys,
     assert kept.stat().st_mtime_ns == first_mtime  # not recomputed
     fresh = extract(ids, paths, tmp_path / "fresh", FRONT_END, chunk_size=2, workers=1)
     assert fresh["resumed_songs"] == 0
-    for (a_id, a), (b_id, b) in zip(iter_spectrograms(tmp_path / "store"), iter_spectrograms(tmp_path / "fresh")):
+    for (a_id, a), (b_id, b) in zip(SpectrogramStore(tmp_path / "store").items(),
+                                       SpectrogramStore(tmp_path / "fresh").items()):
         assert a_id == b_id
         np.testing.assert_array_equal(a, b)
 
@@ -90,7 +92,7 @@ def test_changed_params_do_not_reuse_scratch_work(tmp_path, songs):
     extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=1)
     other = extract(ids, paths, tmp_path / "store", {**FRONT_END, "n_mels": 64}, chunk_size=2, workers=1)
     assert other["resumed_songs"] == 0
-    assert next(iter_spectrograms(tmp_path / "store"))[1].shape == (64, 141)
+    assert next(SpectrogramStore(tmp_path / "store").items())[1].shape == (64, 141)
 
 
 def test_dask_cluster_gives_byte_identical_store(tmp_path, songs):
@@ -141,11 +143,11 @@ def test_a_song_that_fails_is_listed_and_the_rest_are_stored(tmp_path, songs, mo
     started = time.monotonic()
     summary = extract(ids, paths, tmp_path / "store", FRONT_END, chunk_size=2, workers=2, timeout_s=2)
     assert time.monotonic() - started < 30
-    index = read_index(tmp_path / "store")
+    store = SpectrogramStore(tmp_path / "store")
     assert summary["failed"] == 2
-    assert [(f["id"], f["reason"]) for f in index["failed"]] == [("s1", "undecodable"), ("s3", "timeout")]
-    assert [c["ids"] for c in index["chunks"]] == [["s0", None], ["s2", None], ["s4"]]
-    assert [song_id for song_id, _ in iter_spectrograms(tmp_path / "store")] == ["s0", "s2", "s4"]
+    assert [(f["id"], f["reason"]) for f in store.failed] == [("s1", "undecodable"), ("s3", "timeout")]
+    assert [ids for _, ids in store.chunks] == [["s0", None], ["s2", None], ["s4"]]
+    assert [song_id for song_id, _ in store.items()] == ["s0", "s2", "s4"]
 
 
 def test_bad_limits_name_the_param(tmp_path, songs):
