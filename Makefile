@@ -5,10 +5,15 @@ BIN := $(VENV)/bin
 
 .PHONY: pipeline test venv browser
 
+# Where an NVIDIA GPU answers (nvidia-smi), TensorFlow's CUDA build at the pinned version replaces the CPU one.
+TF_VERSION := $(shell sed -n 's/^tensorflow-cpu==\([^ ]*\).*/\1/p' requirements.txt)
+TENSORFLOW := $(shell nvidia-smi >/dev/null 2>&1 && echo "tensorflow[and-cuda]==$(TF_VERSION)" || echo "tensorflow-cpu==$(TF_VERSION)")
+
 $(BIN)/.installed: requirements.txt pyproject.toml musictag/venv-path.pth
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	grep -v '^tensorflow-cpu==' requirements.txt > $(VENV)/requirements.txt
+	$(BIN)/pip install --quiet -r $(VENV)/requirements.txt "$(TENSORFLOW)"
 	$(BIN)/pip install --quiet --no-deps tinysoundfont==0.3.7
 	$(BIN)/pip install --quiet --no-deps -e .
 	cp musictag/venv-path.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"

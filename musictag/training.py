@@ -21,10 +21,9 @@ import time
 import zipfile
 from pathlib import Path
 
-# TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; with musictag.models.conv2d they train
-# the CNNs 1.7x faster on an AVX2 CPU (benchmarks/train_speed.py). Read when TensorFlow is imported, so
-# before keras; only training sets it (TF then logs a line saying so, which `musictag tag` need not print).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from musictag.tf_speed import switch_on_onednn  # noqa: E402 (before TensorFlow loads: it reads the switch then)
+
+switch_on_onednn()
 
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402

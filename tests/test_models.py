@@ -2,7 +2,7 @@
 import keras
 import pytest
 
-from musictag import models
+from musictag import models, tf_speed
 from musictag.errors import MusictagError
 from musictag.models import MODELS, build_model
 
@@ -76,7 +76,7 @@ def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, 
     import numpy as np
     import tensorflow as tf
 
-    monkeypatch.setattr(models, "_onednn_on_cpu", lambda: True)  # take the matmul gradient path
+    monkeypatch.setattr(tf_speed, "matmul_gradient_engages", lambda: True)  # take the matmul gradient path
     fast, plain = models.conv2d(7, kernel, padding, name="fast"), keras.layers.Conv2D(7, kernel, padding=padding)
     x = tf.constant(np.random.default_rng(0).normal(size=(3, *input_shape)), tf.float32)
     fast.build(x.shape), plain.build(x.shape)
@@ -90,3 +90,30 @@ def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, 
         results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
     for got, expected in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("gpu, user_set, switched_on", [
+    (False, None, True),    # a CPU-only machine: oneDNN on
+    (True, None, False),    # an NVIDIA GPU: TensorFlow's defaults (cuDNN), no switch set
+    (False, "0", False),    # the user's choice stands
+    (True, "1", True),
+])
+def test_the_cpu_speed_ups_stay_off_where_a_gpu_is_used(monkeypatch, gpu, user_set, switched_on):
+    monkeypatch.setattr(tf_speed, "nvidia_gpu_visible", lambda: gpu)
+    environ = {} if user_set is None else {tf_speed.ONEDNN_SWITCH: user_set}
+    assert tf_speed.switch_on_onednn(environ) is switched_on
+    assert (tf_speed.ONEDNN_SWITCH in environ) is (not gpu or user_set is not None)
+
+    monkeypatch.setenv(tf_speed.ONEDNN_SWITCH, "1")
+    devices = ["gpu:0", "cpu:0"] if gpu else ["cpu:0"]
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda: devices)
+    tf_speed.matmul_gradient_engages.cache_clear()
+    try:
+        assert tf_speed.matmul_gradient_engages() is (not gpu)
+    finally:
+        tf_speed.matmul_gradient_engages.cache_clear()
+
+
+def test_cuda_visible_devices_can_hide_the_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert not tf_speed.nvidia_gpu_visible()
