@@ -17,15 +17,38 @@ from musictag.errors import MusictagError
 
 
 def conv2d(filters: int, kernel, padding: str, name: str) -> layers.Conv2D:
-    """A plain keras.layers.Conv2D (stride 1): same weights, config and values on every backend, so a saved
-    model is a standard Keras model. On TensorFlow its convolution op is musictag.tf_speed's, which computes
-    the same thing faster (that module says how, and when each speed-up engages)."""
+    """A plain keras.layers.Conv2D (stride 1) that computes the same thing faster (`convolution`): same weights,
+    config and values on every backend, so a saved model is a standard Keras model that loads anywhere."""
     layer = layers.Conv2D(filters, kernel, padding=padding, name=name)
+    layer.convolution_op = functools.partial(convolution, layer, layer.convolution_op)
+    return layer
+
+
+def convolution(layer: layers.Conv2D, plain_op, inputs, kernel):
+    """layer.convolution_op(inputs, kernel) for a stride-1 channels_last Conv2D, two ways faster:
+
+    - Folding, every backend: a 'valid' kernel as tall as its input (k2c1's unit1: 96x4 over the 96 mel
+      bands, one input channel) is the 1x4 convolution of the bands folded into channels: the same sums,
+      but forward and backward take 0.05 s a step at batch 16 on TensorFlow instead of 0.1 s (TF's default
+      kernels) or 0.4 s (oneDNN's input gradient), and 0.04 s instead of 4 s at batch 8 on JAX's CPU build.
+    - On TensorFlow, the kernel gradient as matmuls where musictag.tf_speed says it pays (a CPU).
+    """
+    ops = keras.ops
+    (kh, kw), (height, width, channels) = layer.kernel_size, tuple(inputs.shape[1:])
+    if None in (height, width, channels):  # the folding and the taps need static sizes
+        return plain_op(inputs, kernel)
+    if layer.padding == "valid" and kh == height > 1:  # (b, h, w, c) * (h, kw, c, o) -> (b, 1, w, h*c) * (1, kw, h*c, o)
+        inputs = ops.reshape(ops.transpose(inputs, (0, 2, 1, 3)), (-1, 1, width, height * channels))
+        kernel = ops.reshape(ops.transpose(kernel, (1, 0, 2, 3)), (1, kw, height * channels, layer.filters))
+        kh = 1
     if keras.backend.backend() == "tensorflow":
         from musictag import tf_speed
 
-        layer.convolution_op = functools.partial(tf_speed.convolution_op, layer, layer.convolution_op)
-    return layer
+        output_bytes = inputs.shape[1] * inputs.shape[2] * layer.filters * 4  # per example, at most; float32
+        if tf_speed.applies(kh * kw, output_bytes):
+            return tf_speed.conv_with_matmul_kernel_gradient(inputs, ops.copy(kernel), (kh, kw), layer.padding,
+                                                             layer.name)
+    return ops.conv(inputs, kernel, strides=1, padding=layer.padding)
 
 
 def input_normalization(inputs, name: str = "input_norm"):

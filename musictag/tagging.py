@@ -46,8 +46,9 @@ class Tagger:
         return np.concatenate(probabilities), np.concatenate(embeddings)
 
     def predict_shards(self, shards_dir: Path, splits=("train", "valid", "test"), batch_size: int = 32) -> Predictions:
-        """Every example of the shards' splits, in shard order."""
-        from musictag.records import make_dataset, read_index
+        """Every example of the shards' splits, in the same order on every machine and backend (the shards
+        read by musictag.shard_reader, a fixed number at a time, ahead of the model)."""
+        from musictag.shard_reader import epoch_batches, prefetched, read_index
 
         index = read_index(shards_dir)
         ids, split_names, probabilities, embeddings = [], [], [], []
@@ -56,10 +57,10 @@ class Tagger:
                 continue
             batch_ids = []
 
-            def spectrograms(dataset=make_dataset(shards_dir, split, batch_size, with_ids=True)):
-                for spectrogram, _, id_batch in dataset:
-                    batch_ids.extend(i.decode() for i in id_batch.numpy())
-                    yield spectrogram.numpy()
+            def spectrograms(split=split):
+                for spectrogram, _, id_batch in prefetched(epoch_batches(shards_dir, split, batch_size, with_ids=True)):
+                    batch_ids.extend(id_batch)
+                    yield spectrogram
 
             p, e = self.predict_batches(spectrograms())
             ids.extend(batch_ids)

@@ -1,17 +1,14 @@
 """TensorFlow's speed-ups for the CNNs on a CPU, in one place, and when each engages.
 
-The models stay plain Keras layers (musictag.models.conv2d): same weights, same saved `.keras` file, same
-values (tests/test_models.py compares values and gradients with Keras' own); only TensorFlow's ops change.
+The models stay plain Keras layers (musictag.models.conv2d, which calls in here on the TensorFlow backend): same
+weights, same saved `.keras` file, same values (tests/test_models.py compares values and gradients with Keras'
+own); only TensorFlow's ops change.
 benchmarks/train_speed.py and torch_k2c2.py measure them, --profile shows the ops.
 
 - oneDNN (`switch_on_onednn`): TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; on, they
   train these CNNs 1.7x faster on an AVX2 CPU. Engages when training imports TensorFlow, unless the user
   set TF_ENABLE_ONEDNN_OPTS or an NVIDIA GPU is visible (there the kernels are cuDNN's).
-- Folding (`convolution_op`, TensorFlow backend, any device): a 'valid' kernel as tall as its input (k2c1's
-  unit1: 96x4 over the 96 mel bands, one input channel) is the 1x4 convolution of the bands folded into
-  channels: the same sums, but forward and backward take 0.05 s a step at batch 16 instead of 0.1 s (TF's
-  default kernels) or 0.4 s (oneDNN's input gradient).
-- Matmul kernel gradient (`convolution_op`, only while `matmul_gradient_engages`: oneDNN on, no GPU):
+- Matmul kernel gradient (`conv_with_matmul_kernel_gradient`, where `applies`: oneDNN on, no GPU):
   oneDNN's Conv2DBackpropFilter on TF's plain NHWC tensors is 3-5x slower than on the blocked layout
   PyTorch uses (k2c2's unit2: 2.1-4.9 s a step against 0.9 s); per tap the kernel gradient is
   x_tap^T @ dy with a long inner dimension, which oneDNN's GEMM runs at full speed. The input gradient
@@ -24,9 +21,6 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-
-import keras
-from keras import layers
 
 ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
 
@@ -59,27 +53,19 @@ MATMUL_GRADIENT_MAX_BYTES = 40 * 2**20
 def matmul_gradient_engages() -> bool:
     """oneDNN switched on (TF_ENABLE_ONEDNN_OPTS true, read as TensorFlow reads it, when it is imported) and
     no GPU among TensorFlow's devices: on a GPU the convolutions are cuDNN's, and the matmuls only add copies."""
+    import keras
+
     switched_on = os.environ.get(ONEDNN_SWITCH, "").strip().lower() in ("1", "true")
     return switched_on and not any(device.startswith("gpu") for device in keras.distribution.list_devices())
 
 
-def convolution_op(layer: layers.Conv2D, plain_op, inputs, kernel):
-    """layer.convolution_op(inputs, kernel) for a stride-1 channels_last Conv2D, computed as this module describes."""
-    ops = keras.ops
-    (kh, kw), (height, width, channels) = layer.kernel_size, tuple(inputs.shape[1:])
-    if None in (height, width, channels):  # the folding and the taps need static sizes
-        return plain_op(inputs, kernel)
-    if layer.padding == "valid" and kh == height > 1:  # (b, h, w, c) * (h, kw, c, o) -> (b, 1, w, h*c) * (1, kw, h*c, o)
-        inputs = ops.reshape(ops.transpose(inputs, (0, 2, 1, 3)), (-1, 1, width, height * channels))
-        kernel = ops.reshape(ops.transpose(kernel, (1, 0, 2, 3)), (1, kw, height * channels, layer.filters))
-        kh = 1
-    output_bytes = inputs.shape[1] * inputs.shape[2] * layer.filters * 4  # per example, at most; float32
-    if kh * kw > 9 or not matmul_gradient_engages() or output_bytes > MATMUL_GRADIENT_MAX_BYTES:
-        return ops.conv(inputs, kernel, strides=1, padding=layer.padding)
-    return _conv2d_gemm_kernel_gradient(inputs, ops.copy(kernel), (kh, kw), layer.padding, layer.name)
+def applies(taps: int, output_bytes: int) -> bool:
+    """Whether a convolution of `taps` kernel taps and `output_bytes` per example takes the matmul kernel
+    gradient (see the module docstring)."""
+    return taps <= 9 and output_bytes <= MATMUL_GRADIENT_MAX_BYTES and matmul_gradient_engages()
 
 
-def _conv2d_gemm_kernel_gradient(inputs, kernel, kernel_size: tuple[int, int], padding: str, name: str):
+def conv_with_matmul_kernel_gradient(inputs, kernel, kernel_size: tuple[int, int], padding: str, name: str):
     """ops.conv(inputs, kernel, padding=padding) (stride 1, NHWC) whose kernel gradient is kh*kw matmuls.
 
     With x zero-padded as the convolution pads it and dy zero-padded to the same (h, w) grid, both flattened
@@ -88,7 +74,9 @@ def _conv2d_gemm_kernel_gradient(inputs, kernel, kernel_size: tuple[int, int], p
     first axis, which TF aliases instead of copying when a row is a multiple of 64 bytes (16 channels).
     So with 96 or 128 channels (crnn, short_resnet) no tap copies x; dy, often wider, is never sliced.
     """
-    ops = keras.ops
+    import keras
+    from keras import ops
+
     kh, kw = kernel_size
 
     @ops.custom_gradient

@@ -16,31 +16,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 import zipfile
 from pathlib import Path
 
-from musictag.tf_speed import switch_on_onednn  # noqa: E402 (before TensorFlow loads: it reads the switch then)
+from musictag.engines import ENGINES, prepare_backend
 
-switch_on_onednn()
+prepare_backend()  # before Keras loads: it reads its backend, and TensorFlow its oneDNN switch, only then
 
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from musictag import models, records  # noqa: E402
 from musictag.errors import MusictagError  # noqa: E402
-from musictag.files import replace_dir  # noqa: E402
+from musictag.files import replace_dir, write_atomic  # noqa: E402
 from musictag.models import MODELS, build_model  # noqa: E402
-from musictag.records import make_dataset, read_index, steps_per_epoch  # noqa: E402
 from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
+from musictag.shard_reader import read_index  # noqa: E402
 
-STRATEGIES = {
-    "default": tf.distribute.get_strategy,  # one device: the GPU if there is one, else the CPU
-    "mirrored": tf.distribute.MirroredStrategy,  # all GPUs of this machine
-    "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,  # several machines, from TF_CONFIG
-}
+MIXED_PRECISION = {False: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}  # train.mixed_precision
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
 TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
@@ -73,39 +66,72 @@ class Throughput(keras.callbacks.Callback):
               f"{timing['epoch_time_s']:.0f} s with validation)")
 
 
-def epochs_of_data(shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
-                   epochs: int) -> tf.data.Dataset:
-    """Training batches for epochs first_epoch..epochs-1, epoch e shuffled with seed + e.
+class Checkpoints(keras.callbacks.Callback):
+    """After every epoch last.keras, and best.keras when the validation ROC-AUC beats `best_val_auc` (the best
+    so far; None: the first epoch is). Each file is written whole or not at all (a kill mid-save leaves the
+    one before: Keras' ModelCheckpoint writes in place), and without what changes from one save to the next."""
 
-    Each epoch's order depends only on the seed and its number, so a run resumed at epoch k sees
-    exactly the batches an uninterrupted run would have seen from epoch k on.
-    """
-    data = None
-    for epoch in range(first_epoch, epochs):
-        epoch_data = make_dataset(shards_dir, "train", batch_size, shuffle=True, shuffle_buffer=shuffle_buffer,
-                                  seed=seed + epoch)
-        data = epoch_data if data is None else data.concatenate(epoch_data)
-    return data
+    def __init__(self, run_dir: Path, best_val_auc: float | None):
+        super().__init__()
+        self.run_dir, self.best_val_auc = run_dir, best_val_auc
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model(self.model, self.run_dir / LAST_MODEL)
+        val_auc = float((logs or {})["val_auc"])
+        if self.best_val_auc is None or val_auc > self.best_val_auc:
+            self.best_val_auc = val_auc
+            save_model(self.model, self.run_dir / BEST_MODEL)
 
 
-def hardware() -> dict:
+def save_model(network: keras.Model, path: Path) -> None:
+    """`network` as a `.keras` file at `path`, atomically, the same bytes whenever the weights are the same."""
+    def write(tmp: Path) -> None:
+        network.save(tmp)
+        without_save_date(tmp)
+
+    write_atomic(path, write)
+
+
+class LiveLogs(keras.callbacks.Callback):
+    """Each epoch's logs to dvclive, named as dvclive's own Keras callback names them (train/auc, eval/auc),
+    which `dvc plots` draws; that callback imports TensorFlow, which the other backends must not."""
+
+    def __init__(self, live_dir: Path, resume: bool):
+        super().__init__()
+        from dvclive import Live
+
+        self.live = Live(str(live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from dvclive.utils import standardize_metric_name
+
+        for metric, value in (logs or {}).items():
+            self.live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
+        self.live.next_step()
+
+    def on_train_end(self, logs=None):
+        self.live.end()
+
+
+def hardware(engine) -> dict:
     """What the run trained on, for reports: platform, cores, accelerators, library versions."""
     import platform
 
-    return {"platform": platform.platform(), "cpu_cores": os.cpu_count(),
-            "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
-            "tensorflow": tf.__version__, "keras": keras.__version__, "backend": keras.backend.backend()}
+    return {"platform": platform.platform(), "cpu_cores": os.cpu_count(), "gpus": engine.gpus(),
+            "keras": keras.__version__, "backend": keras.backend.backend(), **engine.versions()}
 
 
-def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, shaping: dict) -> dict:
+def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, shaping: dict, engine) -> dict:
     """What a run's weights depend on, epoch by epoch: the shards' bytes, the architecture and its options,
     the params in `shaping` (all of `train` but the epoch count and the early-stopping patience, which
     only decide where a run stops, so raising `train.epochs` continues a run), the code of the model,
     input and training modules, and the Keras backend with its version."""
-    code = {module.__name__: digest_file(Path(module.__file__)) for module in (models, records, sys.modules[__name__])}
+    here = Path(__file__).parent  # by path: importing records would load TensorFlow on every backend
+    code = {name: digest_file(here / f"{name}.py")
+            for name in ("models", "tf_speed", "records", "shard_reader", "engines", "training")}
     return {"shards": digest_tree(shards_dir), "model": model, "hyperparameters": hyperparameters,
             "train": shaping, "code": code,
-            "backend": {"name": keras.backend.backend(), "keras": keras.__version__, "tensorflow": tf.__version__}}
+            "backend": {"name": keras.backend.backend(), "keras": keras.__version__, **engine.versions()}}
 
 
 def resume_epoch(backup_dir: Path, *logs: Path) -> int:
@@ -125,46 +151,19 @@ def resume_epoch(backup_dir: Path, *logs: Path) -> int:
     return epoch
 
 
-def worker_dirs(distribution: tf.distribute.Strategy, *dirs: Path) -> tuple[Path, ...]:
-    """The directories this process writes: `dirs` themselves on the chief (or on a single machine).
-
-    In a multi-worker run every worker must save checkpoints too (saving is a collective operation),
-    but only the chief's copies are the run's outputs; the others write beside them, suffixed with
-    their task, so two workers sharing a disk never write the same file and a crashed worker still
-    finds its own BackupAndRestore state.
-    """
-    if distribution.extended.should_checkpoint:
-        return dirs
-    resolver = distribution.cluster_resolver
-    return tuple(path.with_name(f"{path.name}-{resolver.task_type}{resolver.task_id}") for path in dirs)
-
-
-def prepare_multi_worker_fit(network: keras.Model, n_mels: int, n_frames: int, n_tags: int) -> None:
-    """Work around Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585), two faults:
-
-    - fit learns the input shapes from a first batch it averages over all workers eagerly, which fails;
-      so the optimizer's and metrics' variables are built here from the known shapes and that step skipped;
-    - each step's scalar logs (loss, metrics) are averaged across workers along axis 0, which a scalar
-      lacks; they are averaged as scalars instead (Keras' own reduce for every other case).
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    network._symbolic_build(data_batch=(keras.KerasTensor((None, n_mels, n_frames, 1)),
-                                        keras.KerasTensor((None, n_tags))))
-    network._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    keras_reduce = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return keras_reduce(values, strategy, reduction)
-
-    reduce_per_replica.__wrapped__ = keras_reduce
-    tf_trainer.reduce_per_replica = reduce_per_replica
-
-
-def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -> None:
+def check_params(model: str, epochs, batch_size, learning_rate, strategy: str, backend: str,
+                 mixed_precision) -> None:
     """Fail before any work, naming the param."""
+    if backend not in ENGINES:
+        raise MusictagError(f"train.backend: unknown backend '{backend}'; known: {', '.join(ENGINES)}")
+    if keras.backend.backend() != backend:
+        raise MusictagError(f"train.backend: {backend} asked for, but Keras runs on {keras.backend.backend()} "
+                            "(musictag.engines.select_backend must run before Keras is imported)")
+    if strategy not in ENGINES[backend].strategies:
+        raise MusictagError(f"train.strategy: '{strategy}' is not one of the {backend} backend's: "
+                            f"{', '.join(ENGINES[backend].strategies)}")
+    if isinstance(mixed_precision, bool) and mixed_precision or mixed_precision not in MIXED_PRECISION:
+        raise MusictagError(f"train.mixed_precision: expected false, float16 or bfloat16, got {mixed_precision!r}")
     if model not in MODELS:
         raise MusictagError(f"model: unknown architecture '{model}'; known: {', '.join(MODELS)}")
     for name, value in (("train.epochs", epochs), ("train.batch_size", batch_size)):
@@ -172,15 +171,13 @@ def check_params(model: str, epochs, batch_size, learning_rate, strategy: str) -
             raise MusictagError(f"{name}: need a positive integer, got {value!r}")
     if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
         raise MusictagError(f"train.learning_rate: need a positive number, got {learning_rate!r}")
-    if strategy not in STRATEGIES:
-        raise MusictagError(f"train.strategy: unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
 
 
 def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, model: str, hyperparameters: dict,
           epochs: int, batch_size: int, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
           epsilon: float = 1e-8, shuffle_buffer: int = 512, seed: int = 2018, early_stopping_patience: int = 0,
-          mixed_precision: bool = False, jit_compile: bool = False, strategy: str = "default",
-          timing_csv: Path | None = None) -> dict:
+          mixed_precision: bool | str = False, jit_compile: bool = False, strategy: str = "default",
+          backend: str = "tensorflow", timing_csv: Path | None = None) -> dict:
     """Train `model` on the train split, validating each epoch; return a summary for metrics/.
 
     `out_dir` receives best.keras (highest validation ROC-AUC), last.keras, config.json and
@@ -189,20 +186,19 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
     must lie outside those outputs. `recovery_root` holds each configuration's crash-recovery folder
     until its run completes.
     """
-    check_params(model, epochs, batch_size, learning_rate, strategy)
+    check_params(model, epochs, batch_size, learning_rate, strategy, backend, mixed_precision)
     shards_dir, out_dir, live_dir = map(Path, (shards_dir, out_dir, live_dir))
     index = read_index(shards_dir)
     shaping = {"batch_size": batch_size, "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2,
                "epsilon": epsilon, "shuffle_buffer": shuffle_buffer, "seed": seed,
-               "mixed_precision": mixed_precision, "jit_compile": jit_compile, "strategy": strategy}
-    state = RecoveryState(recovery_root, configuration_record(shards_dir, model, hyperparameters, shaping))
-    distribution = STRATEGIES[strategy]()  # first: MultiWorkerMirroredStrategy must precede other TF work
-    out_dir, state_dir, live_dir = worker_dirs(distribution, out_dir, state.directory, live_dir)
+               "mixed_precision": mixed_precision, "jit_compile": jit_compile, "strategy": strategy,
+               "backend": backend}
+    engine = ENGINES[backend](strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    state = RecoveryState(recovery_root, configuration_record(shards_dir, model, hyperparameters, shaping, engine))
+    out_dir, state_dir, live_dir = engine.worker_dirs(out_dir, state.directory, live_dir)
     with state.held(state_dir):
         summary = _fit(state, state_dir, shards_dir, index, model, hyperparameters, epochs, shaping,
-                       early_stopping_patience, distribution, out_dir, live_dir, timing_csv)
-        for saved in (BEST_MODEL, LAST_MODEL):
-            without_save_date(state_dir / "model" / saved)
+                       early_stopping_patience, engine, out_dir, live_dir, timing_csv)
         timing = state_dir / "model" / TIMING
         if timing_csv is not None:
             Path(timing_csv).parent.mkdir(parents=True, exist_ok=True)
@@ -214,16 +210,17 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
 
 
 def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, model: str, hyperparameters: dict,
-         epochs: int, shaping: dict, early_stopping_patience: int, distribution, out_dir: Path, out_live_dir: Path,
+         epochs: int, shaping: dict, early_stopping_patience: int, engine, out_dir: Path, out_live_dir: Path,
          timing_csv: Path | None) -> dict:
     """Train inside `state_dir` (backup/, model/, live/), resuming what this configuration left there, or
     continuing its finished run in `out_dir` when `epochs` was raised."""
     n_mels, n_frames = index["spectrogram_shape"]
     n_tags = len(index["tag_names"])
-    batch_size, strategy = shaping["batch_size"], shaping["strategy"]
+    batch_size = shaping["batch_size"]
     keras.utils.set_random_seed(shaping["seed"])
-    if shaping["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = MIXED_PRECISION[shaping["mixed_precision"]] or "float32"
+    if keras.mixed_precision.global_policy().name != policy:  # an explicit policy is one object that every
+        keras.mixed_precision.set_global_policy(policy)       # layer's config names by its memory address
     backup_dir, run_dir, live_dir = state_dir / "backup", state_dir / "model", state_dir / "live"
     resuming = backup_dir.exists()
     continued = 0
@@ -233,7 +230,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
         continued = _continue_finished_run(out_dir, out_live_dir, run_dir, live_dir, state.key, epochs, timing_csv)
     first_epoch = resume_epoch(backup_dir, run_dir / HISTORY, run_dir / TIMING) if resuming else continued
 
-    with distribution.scope():
+    with engine.scope():
         if continued:  # weights and optimizer state as the finished run left them
             network = keras.saving.load_model(run_dir / LAST_MODEL)
         else:
@@ -247,22 +244,14 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
                          keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
                 jit_compile=shaping["jit_compile"],
             )
-        if strategy == "multi_worker":
-            prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
-    steps = steps_per_epoch(index, "train", batch_size)
-    train_data = epochs_of_data(shards_dir, batch_size, shaping["shuffle_buffer"], shaping["seed"], first_epoch,
-                                epochs)
-    valid_data = make_dataset(shards_dir, "valid", batch_size)
-    # Several workers each read the same seeded stream and keep every n-th batch: sharding by file
-    # would need at least as many shard files as workers, and would change the order with their number.
-    sharding = tf.data.Options()
-    sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_data, valid_data = train_data.with_options(sharding), valid_data.with_options(sharding)
+        engine.prepare(network, n_mels, n_frames, n_tags)
+    data = engine.fit_data(shards_dir, batch_size, shaping["shuffle_buffer"], shaping["seed"], first_epoch, epochs)
+    steps = data["steps_per_epoch"]
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "hyperparameters": hyperparameters, "n_tags": n_tags, "tag_names": index["tag_names"],
               "input_shape": [n_mels, n_frames, 1], "parameters": network.count_params(),
               "train": {"epochs": epochs, **shaping}, "front_end": index["front_end"],
-              "configuration": state.key, "hardware": hardware()}
+              "configuration": state.key, "hardware": hardware(engine)}
     (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     notice = state.others_notice()
     if notice:
@@ -273,25 +262,18 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
     print(f"{model}: {network.count_params():,} parameters; {steps} steps of {batch_size} per epoch; "
           f"configuration {state.key}: {start}")
 
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
-
     best_val_auc = _best_so_far(run_dir / HISTORY) if first_epoch else None
-    callbacks = [
-        Throughput(batch_size, steps, run_dir / TIMING),
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+    callbacks = [  # the epoch's files first, then the backup that marks it done: a kill between the two
+        Throughput(batch_size, steps, run_dir / TIMING),  # reruns the epoch (resume_epoch cuts its log rows)
         keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=bool(first_epoch)),
-        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_MODEL), monitor="val_auc", mode="max",
-                                        save_best_only=True, initial_value_threshold=best_val_auc),
-        keras.callbacks.ModelCheckpoint(str(run_dir / LAST_MODEL)),
-        DVCLiveCallback(live=Live(str(live_dir), resume=bool(first_epoch), dvcyaml=None, save_dvc_exp=False,
-                                  report=None)),
+        Checkpoints(run_dir, best_val_auc),
+        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+        LiveLogs(live_dir, resume=bool(first_epoch)),
     ]
     if early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                                        patience=early_stopping_patience, restore_best_weights=False))
-    network.fit(train_data, epochs=epochs, initial_epoch=continued, steps_per_epoch=steps,
-                validation_data=valid_data, callbacks=callbacks, verbose=2)
+    network.fit(epochs=epochs, initial_epoch=continued, callbacks=callbacks, verbose=2, **data)
     return summarize_history(run_dir / HISTORY, model, network.count_params())
 
 

@@ -4,13 +4,13 @@ predictions saved beside it."""
 import argparse
 import json
 
+from musictag.engines import select_backend
 from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.metrics import align_ground_truth, tag_metrics
 from musictag.paper import MODEL_DIR, PREDICTIONS, TIMING, run_name
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
 from musictag.tagging import Tagger
-from musictag.training import train
 
 
 def main() -> None:
@@ -19,6 +19,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
+    select_backend(params["train"]["backend"])  # before Keras loads
+    from musictag.training import train
+
     name = run_name(args.model, args.seed)
     run_dir = DATA_DIR / "paper" / "runs" / name
     summary = train(shards_dir=DATA_DIR / "shards", out_dir=run_dir / MODEL_DIR, recovery_root=train_recovery_dir(),

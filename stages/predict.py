@@ -1,10 +1,12 @@
 """Stage `predict`: the trained model's tag probabilities and embeddings for every clip, saved once."""
+from musictag.engines import select_backend
 from musictag.errors import run_main
-from musictag.paths import DATA_DIR
+from musictag.paths import DATA_DIR, load_params
 from musictag.tagging import Tagger
 
 
 def main() -> None:
+    select_backend(load_params("train")["backend"])  # the backend the model trained on
     predictions = Tagger(DATA_DIR / "model").predict_shards(DATA_DIR / "shards")
     predictions.save(DATA_DIR / "predictions.npz")
     print(f"predictions: {len(predictions.ids)} clips x {len(predictions.tag_names)} tags, "

@@ -27,22 +27,26 @@ def tiny_corpus(tmp_path_factory):
     return manifest, audio_dir
 
 
-def write_store(store_dir: Path, ids: list[str], seed: int = 0, shape=(96, 1366)) -> None:
-    """A spectrogram store (musictag.spectrograms layout) of log-mel-like random values, 16 songs a chunk."""
-    import json
-
+def write_store(store_dir: Path, ids: list[str], spectrograms=None, chunk_size: int = 16, front_end=None) -> Path:
+    """A spectrogram store written through musictag.store, as the spectrograms stage writes one: `spectrograms`
+    (n, n_mels, n_frames), or log-mel-like random values of the front end's shape, `chunk_size` songs a chunk."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
+    from musictag.store import start_chunk, write_index, write_row
+
+    if spectrograms is None:
+        spectrograms = np.random.default_rng(0).uniform(-80, 0, size=(len(ids), 96, 1366)).astype(np.float32)
     store_dir.mkdir(parents=True)
+    row_shape = tuple(spectrograms.shape[1:])
     chunks = []
-    for start in range(0, len(ids), 16):
-        chunk_ids = ids[start:start + 16]
-        name = f"chunk-{start // 16:05d}.npy"
-        np.save(store_dir / name, rng.uniform(-80, 0, size=(len(chunk_ids), *shape)).astype(np.float32))
-        chunks.append({"file": name, "ids": chunk_ids})
-    (store_dir / "index.json").write_text(json.dumps({"shape": list(shape), "dtype": "float32",
-                                                       "front_end": FRONT_END, "chunks": chunks}))
+    for k, start in enumerate(range(0, len(ids), chunk_size)):
+        name = f"chunk-{k:05d}.npy"
+        rows = np.asarray(spectrograms[start:start + chunk_size], np.float32)
+        for offset, row in zip(start_chunk(store_dir / name, len(rows), row_shape), rows):
+            write_row(store_dir / name, offset, row, row_shape)
+        chunks.append({"file": name, "ids": ids[start:start + chunk_size]})
+    write_index(store_dir, row_shape, FRONT_END if front_end is None else front_end, chunks, [])
+    return store_dir
 
 
 @pytest.fixture(scope="session")

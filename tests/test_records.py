@@ -9,31 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from conftest import write_store
 
 from musictag.errors import MusictagError
 from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest
 from musictag.records import make_dataset, read_index, roundtrip_error, steps_per_epoch, write_shards
-from musictag.store import start_chunk, write_index, write_row
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
 N_TAGS = 5
 SPLIT_SIZES = {"train": 40, "valid": 10, "test": 10}
 MISSING = ["gone-1", "gone-2", "gone-3"]  # in the manifest (train) but not in the store
-
-
-def write_store(store_dir: Path, ids: list[str], spectrograms: np.ndarray, chunk_size: int = 7) -> Path:
-    """A spectrogram store written through musictag.store, as the spectrograms stage writes one."""
-    store_dir.mkdir(parents=True)
-    row_shape = spectrograms.shape[1:]
-    chunks = []
-    for k, start in enumerate(range(0, len(ids), chunk_size)):
-        name = f"chunk-{k:05d}.npy"
-        rows = spectrograms[start:start + chunk_size].astype(np.float32)
-        for offset, row in zip(start_chunk(store_dir / name, len(rows), row_shape), rows):
-            write_row(store_dir / name, offset, row, row_shape)
-        chunks.append({"file": name, "ids": ids[start:start + chunk_size]})
-    write_index(store_dir, row_shape, {"n_mels": 16}, chunks, [])
-    return store_dir
 
 
 def make_manifest(ids_per_split: dict[str, list[str]], seed: int = 0) -> Manifest:
@@ -51,7 +36,8 @@ def corpus(tmp_path_factory):
     ids_per_split = {split: [f"{split}-{i:03d}" for i in range(n)] for split, n in SPLIT_SIZES.items()}
     ids = [id_ for split in SPLITS for id_ in ids_per_split[split]]
     spectrograms = np.random.default_rng(1).uniform(-100, 40, (len(ids),) + SHAPE).astype(np.float32)
-    store_dir = write_store(tmp_path_factory.mktemp("store") / "spectrograms", ids, spectrograms)
+    store_dir = write_store(tmp_path_factory.mktemp("store") / "spectrograms", ids, spectrograms, chunk_size=7,
+                            front_end={"n_mels": 16})
     ids_per_split["train"] = ids_per_split["train"] + MISSING
     return store_dir, make_manifest(ids_per_split), dict(zip(ids, spectrograms))
 

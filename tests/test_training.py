@@ -130,10 +130,16 @@ def test_raising_epochs_continues_the_finished_run_as_if_it_had_run_longer(tmp_p
 def test_the_configuration_record_changes_with_what_shapes_training_only(tmp_path, tiny_shards):
     import shutil
 
+    from musictag.engines import ENGINES
     from musictag.recovery import key_of
     from musictag.training import configuration_record
 
     shaping = {"batch_size": 8, "learning_rate": 1e-3, "seed": 5}
+    engine = ENGINES["tensorflow"]("default")
+
+    def configuration_record(shards, model, hyperparameters, shaping, record=configuration_record):
+        return record(shards, model, hyperparameters, shaping, engine)
+
     base = key_of(configuration_record(tiny_shards, "k2c1", {}, shaping))
     assert key_of(configuration_record(tiny_shards, "k2c1", {}, dict(shaping))) == base  # deterministic
     assert key_of(configuration_record(tiny_shards, "k1c2", {}, shaping)) != base

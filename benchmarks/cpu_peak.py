@@ -1,0 +1,121 @@
+"""CPU training against this machine's float32 matrix-multiply peak: how close each architecture gets.
+
+    python benchmarks/cpu_peak.py                        # k2c1, k1c2, k2c2 at batch 16
+    python benchmarks/cpu_peak.py --archs k2c2 --steps 5
+
+Prints, per architecture: training examples/s (this project's TensorFlow configuration, as training runs
+it), FLOP per training example counted from the layer shapes, and the fraction of the measured SGEMM
+peak that makes (examples/s x FLOP / peak). With PyTorch installed (`pip install -r
+requirements-bench.txt`), the same network in PyTorch (channels_last) runs in the same rounds, for the
+TensorFlow / PyTorch ratio. Goal (issue 13): k1c2 and k2c2 at half the peak or more.
+
+FLOP per training example: every convolution and dense layer costs 2 x multiply-adds forward and twice
+that backward (the input gradient and the kernel gradient), but the first layer, whose input needs no
+gradient; the GRUs of crnn likewise per step (input and recurrent matmuls of three gates). Batch
+normalisation, activations and pooling are left out: elementwise, a few percent of the total.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_speed  # noqa: E402  (the interleaved worker processes, one per configuration)
+
+
+def sgemm_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """numpy's float32 matmul of two n x n matrices (its BLAS, every core): the best of `repeats`, GFLOP/s."""
+    import numpy as np
+
+    a, b = (np.random.default_rng(seed).random((n, n), dtype=np.float32) for seed in (0, 1))
+    a @ b  # warm-up: threads, pages
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def training_flops_per_example(arch: str) -> float:
+    """Multiply-add FLOPs of one training example of `arch`, from its layers' shapes (see the docstring)."""
+    import keras
+
+    from musictag.models import build_model
+
+    model = build_model(arch, n_tags=50, n_mels=96, n_frames=1366)
+    total, first = 0.0, True
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, height, width, out_channels = layer.output.shape
+            forward = 2 * height * width * out_channels * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            forward = 2 * layer.input.shape[-1] * layer.units
+        elif isinstance(layer, keras.layers.GRU):
+            steps, features = layer.input.shape[1], layer.input.shape[-1]
+            forward = 2 * steps * 3 * (features + layer.units) * layer.units
+        else:
+            continue
+        total += forward * (2 if first else 3)
+        first = False
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", default="k2c1,k1c2,k2c2")
+    train_speed.add_step_options(parser, steps=6)
+    args = parser.parse_args()
+    archs = args.archs.split(",")
+
+    peak = sgemm_peak_gflops()
+    print(f"numpy SGEMM peak (n = 2048, best of 10): {peak:.1f} GFLOP/s", flush=True)
+    try:
+        import torch  # noqa: F401
+
+        configs = ["after", "torch-channels-last"]
+    except ImportError:
+        configs = ["after"]
+        print("(PyTorch not installed: TensorFlow only; pip install -r requirements-bench.txt for the comparison)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        batch_path, _ = train_speed.save_batch(Path(tmp) / "batch.npz", args.batch_size)
+        script = Path(train_speed.__file__)
+        for arch in archs:
+            workers = [train_speed.Worker(config, train_speed.worker_spec(config, arch, batch_path, args), script,
+                                          Path(tmp)) for config in configs]
+            try:
+                for worker in workers:
+                    worker.ready()
+                times = train_speed.interleaved(workers, args.steps, args.batch_size, arch)
+            finally:
+                for worker in workers:
+                    worker.close()
+            rates = {config: args.batch_size / statistics.median(times[config]) for config in configs}
+            flops = training_flops_per_example(arch)
+            rows.append((arch, rates, flops))
+            print(f"  {arch}: {rates['after']:.2f} examples/s, {flops / 1e9:.2f} GFLOP/example, "
+                  f"{rates['after'] * flops / 1e9 / peak:.0%} of peak", flush=True)
+
+    print(f"\nbatch {args.batch_size}, medians of {args.steps} interleaved steps; peak {peak:.0f} GFLOP/s")
+    print(f"{'model':8s} {'examples/s':>10s} {'GFLOP/ex':>9s} {'GFLOP/s':>8s} {'of peak':>8s} "
+          f"{'half-peak ex/s':>14s}" + (f" {'PyTorch ex/s':>12s} {'TF/PyTorch':>10s}" if len(configs) > 1 else ""))
+    for arch, rates, flops in rows:
+        achieved = rates["after"] * flops / 1e9
+        line = (f"{arch:8s} {rates['after']:10.2f} {flops / 1e9:9.2f} {achieved:8.1f} {achieved / peak:8.0%} "
+                f"{peak / 2 / (flops / 1e9):14.2f}")
+        if len(configs) > 1:
+            torch_rate = rates["torch-channels-last"]
+            line += f" {torch_rate:12.2f} {rates['after'] / torch_rate:10.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
