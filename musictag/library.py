@@ -4,7 +4,7 @@ Files are checked and decoded in bounded workers (musictag.pool) while the paren
 decoding and inference overlap; each file is decoded once (the check keeps its audio), and windows of
 several files are predicted in one batch. Each file is
 either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
-(`windows="all"`, as Tagger.tag_file does), or the middle window only (`"middle"`, the pipeline's
+(`windows="all"`, as Tagger.tag_file does, in its own process), or the middle window only (`"middle"`, the pipeline's
 own front end: what the model was trained on). Results stream out in input order.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def tag_files(tagger, paths: list[str], windows: str = "all", timeout_s: float =
     if windows not in WINDOWS:
         raise MusictagError(f"windows: expected one of {list(WINDOWS)}, got {windows!r}")
     front_end = tagger.config["front_end"]
-    decode = functools.partial(_spectrograms, front_end=front_end, windows=windows)
+    decode = functools.partial(window_spectrograms, front_end=front_end, windows=windows)
     pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
     # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit
     with BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
@@ -97,8 +97,8 @@ def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> 
                                probabilities[rows], window_s)
 
 
-def _spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
-    """In a worker: the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
+def window_spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
+    """In a worker (or the caller's process): the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
     Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
     all windows decode the whole file once, for the check and the windows (check_audio keeps it)."""
     from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrograms_of_audio

@@ -74,27 +74,16 @@ class Tagger:
         """Tag probabilities (n_tags,) of one audio file of any length.
 
         A file longer than one input window is cut into consecutive windows of `duration_s`
-        (the last one zero-padded) and their predictions are averaged.
+        (the last one zero-padded) and their predictions are averaged. Decoded by musictag.audio, as
+        the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
         """
-        front_end = dict(self.config["front_end"])
-        sample_rate_hz, duration_s = front_end.pop("sample_rate_hz"), front_end.pop("duration_s")
-        import librosa
+        from musictag.library import window_spectrograms
+        from musictag.pool import Failure
 
-        from musictag.audio import REJECT_REASONS, check_audio, log_mel
-
-        verdict = check_audio(path)  # a bad file gets its reason before any decoder prints to stderr
-        if not verdict.ok:
-            raise MusictagError(f"{path}: {verdict.reason}: {REJECT_REASONS[verdict.reason]}")
-        try:
-            audio, _ = librosa.load(path, sr=sample_rate_hz, mono=True)
-        except Exception as err:  # any decoder failure is the user's file, not a bug
-            raise MusictagError(f"{path}: cannot decode audio ({type(err).__name__})") from None
-        window = int(round(duration_s * sample_rate_hz))
-        n_windows = max(1, int(np.ceil(len(audio) / window)))
-        audio = np.pad(audio, (0, n_windows * window - len(audio)))
-        batch = np.stack([log_mel(audio[i * window:(i + 1) * window], sample_rate_hz, **front_end)
-                          for i in range(n_windows)])[..., np.newaxis]
-        probabilities, _ = self.predict_batches([batch])
+        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all")  # musictag.audio's decoder
+        if isinstance(spectrograms, Failure):
+            raise MusictagError(spectrograms.message(path))
+        probabilities, _ = self.predict_batches([spectrograms[..., np.newaxis]])
         return probabilities.mean(axis=0)
 
 
