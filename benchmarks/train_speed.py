@@ -313,7 +313,8 @@ def run_pipeline(args) -> None:
 
     import musictag.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
     from musictag.models import build_model
-    from musictag.records import make_dataset, read_index
+    from musictag.records import make_dataset
+    from musictag.shard_reader import read_index
 
     index = read_index(SHARDS)
     n_mels, n_frames = index["spectrogram_shape"]

@@ -25,21 +25,12 @@ from tqdm import tqdm
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.manifest import SPLITS, Manifest
+from musictag.shard_reader import INDEX_NAME, check_positive, read_index, split_entry, steps_per_epoch
 from musictag.store import SpectrogramStore
 
-INDEX_NAME = "index.json"
 COMPRESSIONS = ("", "GZIP", "ZLIB")
 SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
 FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24
-
-
-def _read_json(path: Path, what: str, hint: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MusictagError(f"{path}: {what} not found ({hint})") from None
-    except (OSError, ValueError) as err:
-        raise MusictagError(f"{path}: cannot read {what} ({first_line(err)})") from None
 
 
 # --- writing ----------------------------------------------------------------------------------------------
@@ -167,31 +158,6 @@ def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int
 # --- reading ----------------------------------------------------------------------------------------------
 
 
-def read_index(shards_dir) -> dict:
-    """The index write_shards left beside the shards: shard files, counts, tag names, spectrogram layout."""
-    return _read_json(Path(shards_dir) / INDEX_NAME, "shard index", "run `dvc repro shards`")
-
-
-def _split_entry(index: dict, split: str, where) -> dict:
-    if split not in index["splits"]:
-        raise MusictagError(f"{where}: no split '{split}'; the shards hold {', '.join(index['splits'])}")
-    entry = index["splits"][split]
-    if entry["n_examples"] == 0:
-        raise MusictagError(f"{where}: split '{split}' has no examples")
-    return entry
-
-
-def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MusictagError(f"{name}: need an integer >= 1, got {value!r}")
-
-
-def steps_per_epoch(index: dict, split: str, batch_size: int) -> int:
-    """Batches in one pass over `split`, the last one possibly short (make_dataset keeps it)."""
-    _check_positive("batch_size", batch_size)
-    return math.ceil(_split_entry(index, split, "shard index")["n_examples"] / batch_size)
-
-
 def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 1024,
                  seed: int | None = None, repeat: bool = False, with_ids: bool = False,
                  num_parallel_reads: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
@@ -203,11 +169,11 @@ def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False,
     parsed at once. The interleaved order depends on `num_parallel_reads`, so for the same order on another
     machine pass a number, not AUTOTUNE (which follows the core count).
     """
-    _check_positive("batch_size", batch_size)
-    _check_positive("shuffle_buffer", shuffle_buffer)
+    check_positive("batch_size", batch_size)
+    check_positive("shuffle_buffer", shuffle_buffer)
     shards_dir = Path(shards_dir)
     index = read_index(shards_dir)
-    entry = _split_entry(index, split, shards_dir)
+    entry = split_entry(index, split, shards_dir)
     n_mels, n_frames = index["spectrogram_shape"]
     n_tags = len(index["tag_names"])
     dtype = SPECTROGRAM_DTYPES[index["spectrogram_dtype"]]
@@ -241,7 +207,7 @@ def roundtrip_error(store_dir, shards_dir, split: str = "test") -> dict:
     (over values in float16's normal range, |x| >= 6.1e-5; below it max_abs covers the subnormal spacing)
     and whether every value is within float16 precision, i.e. |decoded - x| <= |float16(x) - x|."""
     store = SpectrogramStore(store_dir)
-    expected = _split_entry(read_index(shards_dir), split, shards_dir)["n_examples"]
+    expected = split_entry(read_index(shards_dir), split, shards_dir)["n_examples"]
     max_abs = max_rel = 0.0
     within = True
     seen: set[str] = set()

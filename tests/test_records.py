@@ -13,7 +13,8 @@ from conftest import write_store
 
 from musictag.errors import MusictagError
 from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest
-from musictag.records import make_dataset, read_index, roundtrip_error, steps_per_epoch, write_shards
+from musictag.records import make_dataset, roundtrip_error, write_shards
+from musictag.shard_reader import read_index, steps_per_epoch
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
 N_TAGS = 5
