@@ -474,15 +474,17 @@ def top_tags_rows(y_true, y_prob, clips: pd.DataFrame, tag_names: Sequence[str],
 
 
 def headline(summary: Mapping) -> dict:
-    """What a person compares between runs (`dvc metrics diff`, `dvc exp show`), ROC-AUC first: the AUCs,
-    and accuracy (mean and worst tag: the seed's criterion) and F1 at 0.5 and at the tuned thresholds.
-    The full summary (precision, recall, subset accuracy, tags left out) is evaluate_details.json."""
+    """What a person compares between runs (`dvc metrics diff`, `dvc exp show`): ROC-AUC and PR-AUC (average
+    precision, the seed's fig. 4.4), then accuracy (mean and worst tag: the seed's criterion) and F1 at 0.5
+    and at the tuned thresholds. DVC lists a file's metrics sorted by name, so the names sort in that order
+    (auc_roc < average_precision < decisions_*). The full summary, under the names tag_metrics gives it
+    (roc_auc, pr_auc, at_half, ...), is evaluate_details.json."""
     def decisions(block: Mapping) -> dict:
         return {"accuracy": block["accuracy"], "accuracy_min": block["accuracy_min"], "f1": block["f1"]}
 
-    return {"roc_auc": summary["roc_auc"], "pr_auc": summary["pr_auc"], "at_half": decisions(summary["at_half"]),
-            "at_tuned": decisions(summary["at_tuned"]), "n_test": summary["n_test"],
-            "n_tags_evaluable": summary["n_tags_evaluable"]}
+    return {"auc_roc": summary["roc_auc"], "average_precision": summary["pr_auc"],
+            "decisions_at_half": decisions(summary["at_half"]), "decisions_at_tuned": decisions(summary["at_tuned"]),
+            "n_test": summary["n_test"], "n_tags_evaluable": summary["n_tags_evaluable"]}
 
 
 def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metrics_dir: Path, plots_dir: Path,
