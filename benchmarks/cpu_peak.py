@@ -86,7 +86,9 @@ def main() -> None:
         print("(PyTorch not installed: TensorFlow only; pip install -r requirements-bench.txt for the comparison)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        batch_path, _ = train_speed.save_batch(Path(tmp) / "batch.npz", args.batch_size)
+        batch_path = str(Path(tmp) / "batch.npz")
+        source, _ = train_speed.save_batch(Path(batch_path), args.batch_size)
+        print(f"batch: {source}")
         script = Path(train_speed.__file__)
         for arch in archs:
             workers = [train_speed.Worker(config, train_speed.worker_spec(config, arch, batch_path, args), script,
