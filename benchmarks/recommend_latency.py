@@ -5,7 +5,8 @@
 
 Builds seeded tagger-like tag probabilities (musictag.recommend.synthetic_probabilities), then
 times single `similar(id, k=10)` queries (median and p95 ms) for: exact numpy brute force, the
-index's faiss IVF (IndexIVFFlat) at several n_probe, brute force on a catalogue cut to the
+index's faiss HNSW graph (IndexHNSWFlat, M 16) at several ef_search, faiss's inverted file
+(IndexIVFFlat, 2 sqrt(n) cells) at several n_probe for comparison, brute force on a catalogue cut to the
 exact_max_songs default (where the index switches to IVF), and scikit-learn's NearestNeighbors
 (brute, ball_tree, kd_tree). A batched brute-force row shows the amortised cost when many queries
 come at once. Recall@k is measured against the exact neighbours. Goal: <= 0.15 ms a query at
@@ -40,6 +41,23 @@ def report(name: str, times_ms: np.ndarray, recall_at_k: float | None, note: str
     print(f"  {name:34s} {np.median(times_ms):8.3f} {np.percentile(times_ms, 95):8.3f}   {shown}  {note}", flush=True)
 
 
+def ivf_index(vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int) -> None:
+    """faiss's inverted file on the same unit vectors, raw (no id lookup), for comparison with HNSW."""
+    import faiss
+
+    cells = int(round(2 * np.sqrt(len(vectors))))
+    ivf = faiss.index_factory(vectors.shape[1], f"IVF{cells},Flat", faiss.METRIC_INNER_PRODUCT)
+    started = time.perf_counter()
+    ivf.train(vectors)
+    ivf.add(vectors)
+    build_s = time.perf_counter() - started
+    faiss.omp_set_num_threads(1)
+    for n_probe in (16, 24, 32):
+        ivf.nprobe = n_probe
+        times, got = timed(queries, lambda r: [g for g in ivf.search(vectors[r:r + 1], k + 1)[1][0] if g != r][:k])
+        report(f"faiss IVF {cells} cells, n_probe {n_probe}", times, recall(got, exact), f"build {build_s:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs", type=int, default=240_000)
@@ -70,9 +88,8 @@ def main() -> None:
     del scores
 
     started = time.perf_counter()
-    ivf = RecommendIndex.build(catalogue, seed=args.seed)
+    graph = RecommendIndex.build(catalogue)
     build_s = time.perf_counter() - started
-    cells = ivf.n_cells
     catalogue_row = {song_id: i for i, song_id in enumerate(ids.tolist())}
 
     print(f"{n} songs x {args.tags} tags, {len(queries)} single queries, k={k}, cosine distance")
@@ -86,11 +103,13 @@ def main() -> None:
         times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
                          else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))
         report(f"numpy brute force, {args.exact_songs} songs", times, 1.0, "exact_max_songs default")
-    for n_probe in (8, 16, 32, 64):
-        ivf.n_probe = n_probe
-        times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in ivf.similar(ids[r], k)])
-        default = " <- default" if n_probe == 32 else ""
-        report(f"faiss IVF {cells} cells, n_probe {n_probe}", times, recall(got, exact), f"build {build_s:.0f} s{default}")
+    for ef_search in (32, 64, 128):
+        graph.ef_search = ef_search
+        times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in graph.similar(ids[r], k)])
+        default = " <- default" if ef_search == 64 else ""
+        report(f"faiss HNSW M 16, ef_search {ef_search}", times, recall(got, exact),
+               f"build {build_s:.0f} s (one thread){default}")
+    ivf_index(vectors, queries, exact, k)
 
     if not args.skip_sklearn:
         from sklearn.neighbors import NearestNeighbors
