@@ -83,6 +83,16 @@ class Checkpoints(keras.callbacks.Callback):
             save_model(self.model, self.run_dir / BEST_MODEL)
 
 
+def _renumber_shared_objects(config, numbers: dict):
+    """`config` with every "shared_object_id" replaced by its order of first appearance (1, 2, ...)."""
+    if isinstance(config, dict):
+        return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+                else _renumber_shared_objects(value, numbers) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_renumber_shared_objects(value, numbers) for value in config]
+    return config
+
+
 def save_model(network: keras.Model, path: Path) -> None:
     """`network` as a `.keras` file at `path`, atomically, the same bytes whenever the weights are the same."""
     def write(tmp: Path) -> None:
@@ -321,14 +331,18 @@ def summarize_history(history_csv: Path, model: str, parameters: int) -> dict:
 
 
 def without_save_date(keras_file: Path) -> None:
-    """Rewrite a `.keras` archive without what changes from one save to the next (Keras' `date_saved`,
-    the zip entries' times), so the same weights give the same bytes and the same DVC hash."""
+    """Rewrite a `.keras` archive without what changes from one save to the next, so the same weights give
+    the same bytes and the same DVC hash: Keras' `date_saved`, the zip entries' times, and the ids that
+    link an object shared by several layers (their dtype policy), which are its memory address: renumbered
+    1, 2, ... in order of appearance, which links the same objects on loading."""
     with zipfile.ZipFile(keras_file) as archive:
         entries = [(info, archive.read(info)) for info in archive.infolist()]
     with zipfile.ZipFile(keras_file, "w") as archive:
         for info, data in entries:
             if info.filename == "metadata.json":
                 data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
             fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
             archive.writestr(fixed, data)
