@@ -14,8 +14,8 @@ def main() -> None:
         model_dir=DATA_DIR / "model",
         metrics_dir=METRICS_DIR,
         plots_dir=METRICS_DIR / "plots",
-        top_songs=params.get("top_songs", 6),
-        top_k=params.get("top_k", 5),
+        top_songs=params.get("top_songs"),  # no default here: params.yaml holds it, a missing key is named
+        top_k=params.get("top_k"),
         songs=params.get("songs") or (),
     )
     print(json.dumps({key: summary[key] for key in ("n_test", "n_tags_evaluable", "roc_auc", "pr_auc")}))
