@@ -6,8 +6,8 @@
 Prints, per architecture: training examples/s (this project's TensorFlow configuration, as training runs
 it), FLOP per training example counted from the layer shapes, and the fraction of the measured SGEMM
 peak that makes (examples/s x FLOP / peak). With PyTorch installed (`pip install -r
-requirements-bench.txt`), the same network in PyTorch (channels_last) runs in the same rounds, for the
-TensorFlow / PyTorch ratio. Goal (issue 13): k1c2 and k2c2 at half the peak or more.
+requirements-bench.txt`), k2c2 also runs as the same network in PyTorch (channels_last; torch_k2c2.py) in
+the same rounds, for the TensorFlow / PyTorch ratio. Goal (issue 13): k1c2 and k2c2 at half the peak or more.
 
 FLOP per training example: every convolution and dense layer costs 2 x multiply-adds forward and twice
 that backward (the input gradient and the kernel gradient), but the first layer, whose input needs no
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch_k2c2  # noqa: E402  (its workers run either framework)
 import train_speed  # noqa: E402  (the interleaved worker processes, one per configuration)
 
 
@@ -80,17 +81,18 @@ def main() -> None:
     try:
         import torch  # noqa: F401
 
-        configs = ["after", "torch-channels-last"]
+        with_torch = True
     except ImportError:
-        configs = ["after"]
+        with_torch = False
         print("(PyTorch not installed: TensorFlow only; pip install -r requirements-bench.txt for the comparison)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         batch_path = str(Path(tmp) / "batch.npz")
         source, _ = train_speed.save_batch(Path(batch_path), args.batch_size)
         print(f"batch: {source}")
-        script = Path(train_speed.__file__)
+        script = Path(torch_k2c2.__file__)
         for arch in archs:
+            configs = ["after", "torch-channels-last"] if with_torch and arch == "k2c2" else ["after"]
             workers = [train_speed.Worker(config, train_speed.worker_spec(config, arch, batch_path, args), script,
                                           Path(tmp)) for config in configs]
             try:
@@ -108,12 +110,12 @@ def main() -> None:
 
     print(f"\nbatch {args.batch_size}, medians of {args.steps} interleaved steps; peak {peak:.0f} GFLOP/s")
     print(f"{'model':8s} {'examples/s':>10s} {'GFLOP/ex':>9s} {'GFLOP/s':>8s} {'of peak':>8s} "
-          f"{'half-peak ex/s':>14s}" + (f" {'PyTorch ex/s':>12s} {'TF/PyTorch':>10s}" if len(configs) > 1 else ""))
+          f"{'half-peak ex/s':>14s}" + (f" {'PyTorch ex/s':>12s} {'TF/PyTorch':>10s}" if with_torch else ""))
     for arch, rates, flops in rows:
         achieved = rates["after"] * flops / 1e9
         line = (f"{arch:8s} {rates['after']:10.2f} {flops / 1e9:9.2f} {achieved:8.1f} {achieved / peak:8.0%} "
                 f"{peak / 2 / (flops / 1e9):14.2f}")
-        if len(configs) > 1:
+        if "torch-channels-last" in rates:
             torch_rate = rates["torch-channels-last"]
             line += f" {torch_rate:12.2f} {rates['after'] / torch_rate:10.2f}"
         print(line)

@@ -103,10 +103,10 @@ def main() -> None:
         times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
                          else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))
         report(f"numpy brute force, {args.exact_songs} songs", times, 1.0, "exact_max_songs default")
-    for ef_search in (32, 64, 128):
+    for ef_search in (32, 48, 64, 128):
         graph.ef_search = ef_search
         times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in graph.similar(ids[r], k)])
-        default = " <- default" if ef_search == 64 else ""
+        default = " <- default" if ef_search == 48 else ""
         report(f"faiss HNSW M 16, ef_search {ef_search}", times, recall(got, exact),
                f"build {build_s:.0f} s (one thread){default}")
     ivf_index(vectors, queries, exact, k)
