@@ -70,6 +70,17 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else err.__class__.__name__
 
 
+def read_json(path: Path, what: str, hint: str):
+    """The JSON in `path` (a `what`); missing, it is one line saying how to make it (`hint`), unreadable,
+    one line saying why."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MusictagError(f"{path}: {what} not found ({hint})") from None
+    except (OSError, ValueError) as err:
+        raise MusictagError(f"{path}: cannot read {what} ({first_line(err)})") from None
+
+
 @contextmanager
 def reading(path) -> Iterator[None]:
     """Turn a missing or unparsable `path` into one MusictagError line naming it, never a traceback."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import queue
 import struct
 import threading
@@ -23,10 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import google_crc32c
 import numpy as np
 
 from musictag.errors import MusictagError
-from musictag.files import first_line
+from musictag.files import first_line, read_json
 
 INDEX_NAME = "index.json"
 PARALLEL_READS = 4  # shards open at once: fixed, so the interleaved order does not follow the core count
@@ -37,13 +37,7 @@ PREFETCH_BATCHES = 4
 
 def read_index(shards_dir) -> dict:
     """The index write_shards left beside the shards: shard files, counts, tag names, spectrogram layout."""
-    path = Path(shards_dir) / INDEX_NAME
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MusictagError(f"{path}: shard index not found (run `dvc repro shards`)") from None
-    except (OSError, ValueError) as err:
-        raise MusictagError(f"{path}: cannot read shard index ({first_line(err)})") from None
+    return read_json(Path(shards_dir) / INDEX_NAME, "shard index", "run `dvc repro shards`")
 
 
 def split_entry(index: dict, split: str, where) -> dict:
@@ -74,8 +68,6 @@ def steps_per_epoch(index: dict, split: str, batch_size: int, multiple_of: int =
 
 def _masked_crc(data: bytes) -> int:
     """TFRecord's checksum: CRC-32C, rotated and offset so that a CRC of CRCs stays informative."""
-    import google_crc32c
-
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
@@ -224,20 +216,21 @@ def interleave(paths: list[Path], compression: str, parallel_reads: int = PARALL
     """Records of `paths`, `parallel_reads` files at a time, one record from each in turn; a file that ends
     gives its place to the next (tf.data's interleave with block length 1, in a deterministic order)."""
     pending = iter(paths)
-    open_files = [_read_ahead(read_records(path, compression)) for path in
-                  [p for _, p in zip(range(parallel_reads), pending)]]
-    while open_files:
-        for position in range(len(open_files)):
-            reader = open_files[position]
+
+    def open_next() -> Iterator[bytes] | None:
+        path = next(pending, None)
+        return None if path is None else _read_ahead(read_records(path, compression))
+
+    slots = [reader for reader in (open_next() for _ in range(parallel_reads)) if reader is not None]
+    while slots:
+        for position, reader in enumerate(slots):
             record = next(reader, None)
-            if record is None:
-                following = next(pending, None)
-                open_files[position] = None if following is None else _read_ahead(read_records(following, compression))
-                if open_files[position] is not None:
-                    record = next(open_files[position], None)
+            while record is None and reader is not None:  # this file ended: the next one takes its place
+                reader = slots[position] = open_next()
+                record = None if reader is None else next(reader, None)
             if record is not None:
                 yield record
-        open_files = [reader for reader in open_files if reader is not None]
+        slots = [reader for reader in slots if reader is not None]
 
 
 def shuffled(records: Iterator[bytes], buffer_size: int, rng: np.random.Generator) -> Iterator[bytes]:

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from musictag.errors import MusictagError
-from musictag.files import first_line
+from musictag.files import first_line, read_json
 
 INDEX_NAME = "index.json"
 DTYPE = np.dtype("<f4")
@@ -65,12 +65,7 @@ class SpectrogramStore:
     def __init__(self, store_dir):
         self.dir = Path(store_dir)
         path = self.dir / INDEX_NAME
-        try:
-            index = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise MusictagError(f"{path}: spectrogram index not found (run `dvc repro spectrograms`)") from None
-        except (OSError, ValueError) as err:
-            raise MusictagError(f"{path}: cannot read spectrogram index ({first_line(err)})") from None
+        index = read_json(path, "spectrogram index", "run `dvc repro spectrograms`")
         try:
             self.shape = tuple(int(n) for n in index["shape"])
             self.chunks = [(chunk["file"], list(chunk["ids"])) for chunk in index["chunks"]]
