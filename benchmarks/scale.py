@@ -21,7 +21,8 @@ m = build_corpus({n}, 2018, 16000, 29.12, [0.8, 0.1, 0.1], audio_dir=r'{tmp}/cor
 m.write(Path(r'{tmp}/manifest.csv'))""",
     "clean": """
 from musictag.cleaning import clean_manifest
-clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tmp}/rejects.csv'), 1.0, -60.0)""",
+clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tmp}/rejects.csv'),
+               Path(r'{tmp}/rejects_per_reason.csv'), 1.0, -60.0)""",
     "spectrograms": """
 from musictag.manifest import Manifest
 from musictag.paths import load_params

@@ -12,13 +12,13 @@ from musictag.paths import resolve
 from musictag.pool import check_limits
 
 
-def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min_duration_s: float,
-                   silence_dbfs: float, workers: int = 0, timeout_s: float = 120.0,
+def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, reasons_path: Path,
+                   min_duration_s: float, silence_dbfs: float, workers: int = 0, timeout_s: float = 120.0,
                    memory_limit_mb: float = 1024.0) -> dict:
     """Check every clip's audio, each file within `timeout_s` and `memory_limit_mb`; write the usable
-    clips' manifest and a CSV of rejects.
+    clips' manifest, a CSV of rejects and their counts per reason and split (`rejects_per_reason`).
 
-    Returns the counts for metrics: kept, rejected, rejected per split and per reason.
+    Returns the headline counts for metrics: checked, kept, rejected, rejected per split.
     """
     check_limits(timeout_s, memory_limit_mb, "clean")
     manifest = Manifest.read(manifest_path)
@@ -32,6 +32,7 @@ def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min
     rejects["reason"] = [c.reason for c in checks if not c.ok]
     rejects["detail"] = [c.detail for c in checks if not c.ok]
     write_csv(rejects_path, rejects)
+    write_csv(reasons_path, rejects_per_reason(rejects))
     return {
         "checked": len(manifest),
         "kept": len(kept),
@@ -40,9 +41,8 @@ def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, min
     }
 
 
-def rejects_per_reason(rejects_path: Path) -> pd.DataFrame:
+def rejects_per_reason(rejects: pd.DataFrame) -> pd.DataFrame:
     """One row per reject reason (every reason, in REJECT_REASONS order): its files per split and in all."""
-    rejects = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
     counts = pd.crosstab(rejects["reason"], rejects["split"]).reindex(index=list(REJECT_REASONS), columns=list(SPLITS),
                                                                       fill_value=0)
     counts["all"] = counts.sum(axis=1)

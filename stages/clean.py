@@ -4,9 +4,9 @@ Writes the manifest of usable clips, a CSV of rejects with their reasons, the co
 and the headline counts (the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
 """
 
-from musictag.cleaning import clean_manifest, rejects_per_reason
+from musictag.cleaning import clean_manifest
 from musictag.errors import run_main
-from musictag.files import write_csv, write_json
+from musictag.files import write_json
 from musictag.paths import DATA_DIR, METRICS_DIR, load_params
 
 
@@ -16,13 +16,13 @@ def main() -> None:
         manifest_path=DATA_DIR / "manifest.csv",
         kept_path=DATA_DIR / "clean.csv",
         rejects_path=METRICS_DIR / "rejects.csv",
+        reasons_path=METRICS_DIR / "rejects_per_reason.csv",
         min_duration_s=params["min_duration_s"],
         silence_dbfs=params["silence_dbfs"],
         workers=params["workers"],
         timeout_s=params["timeout_s"],
         memory_limit_mb=params["memory_limit_mb"],
     )
-    write_csv(METRICS_DIR / "rejects_per_reason.csv", rejects_per_reason(METRICS_DIR / "rejects.csv"))
     write_json(METRICS_DIR / "clean.json", summary)
     print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")
 

@@ -52,6 +52,9 @@ def test_repro_rejects_every_broken_file_with_its_reason_and_keeps_the_good(tmp_
     assert dict(zip(rejects["id"], rejects["reason"])) == {i: r for i, r in expected.items() if r}
     kept = pd.read_csv(repo.path / "data" / "clean.csv")
     assert sorted(kept["id"]) == sorted(i for i, r in expected.items() if r is None)
+    per_reason = pd.read_csv(repo.path / "metrics" / "rejects_per_reason.csv").set_index("reason")
+    assert per_reason["all"].to_dict() == {reason: int((rejects["reason"] == reason).sum()) for reason in per_reason.index}
+    assert (per_reason[["train", "valid", "test"]].sum(axis=1) == per_reason["all"]).all()
 
 
 @pytest.mark.parametrize("stage, key, value, named", [
