@@ -28,7 +28,8 @@ import soundfile
 from threadpoolctl import threadpool_limits
 
 from musictag.manifest import Manifest
-from musictag.paths import DATA_DIR, load_params, resolve
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, resolve
 from musictag.spectrograms import extract
 
 

@@ -25,7 +25,7 @@ clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tm
                Path(r'{tmp}/rejects_per_reason.csv'), 1.0, -60.0)""",
     "spectrograms": """
 from musictag.manifest import Manifest
-from musictag.paths import load_params
+from musictag.params import load_params
 from musictag.spectrograms import extract
 m = Manifest.read(Path(r'{tmp}/clean.csv'))
 extract(list(m.clips['id']), list(m.clips['audio_path']), Path(r'{tmp}/spectrograms'),

@@ -36,9 +36,6 @@ from musictag.errors import MusictagError
 from musictag.files import first_line
 from musictag.pool import FAILURE_REASONS, BoundedPool, Failure
 
-SAMPLE_RATE_HZ = 12_000  # Choi et al.: 29.12 s at 12 kHz with hop 256 is 1366 frames
-DURATION_S = 29.12
-
 # Extra audio read on each side of the window so that the resampler's edge transient falls
 # outside it. soxr 'HQ' agrees with a whole-file resample to float32 rounding (<= 4e-7) from
 # 10 ms on, at 11.025-96 kHz; 50 ms leaves room.
@@ -117,20 +114,17 @@ def _hann(n_fft: int) -> np.ndarray:
     return window
 
 
-def log_mel(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, n_fft: int = 512,
-            hop_length: int = 256, n_mels: int = 96, square_power: bool = True, ref: float = 1.0,
-            amin: float = 1e-10, top_db: float | None = 80.0) -> np.ndarray:
+def log_mel(audio: np.ndarray, sample_rate_hz: int, n_fft: int, hop_length: int, n_mels: int, square_power: bool,
+            ref: float, amin: float, top_db: float | None) -> np.ndarray:
     """Algorithm 1 lines 16-19 on mono `audio` of shape (n_samples,): float32 (n_mels, n_frames).
 
     The mel power spectrogram of librosa.feature.melspectrogram (centred, zero-padded frames), then
-    squared as in the dissertation and in Choi's code, then librosa.power_to_db: by default the
-    values are 40*log10|mel|, floored 80 dB below the song's peak. n_frames = 1 + n_samples // hop.
+    squared as in the dissertation and in Choi's code, then librosa.power_to_db: with params.yaml's
+    front end the values are 40*log10|mel|, floored 80 dB below the song's peak. n_frames = 1 + n_samples // hop.
     The STFT is scipy.fft.rfft on the frames of librosa.util.frame, in float32 (3x faster than
     librosa.stft, which transforms in float64; the powers agree to ~1e-6 relative), a block of
     frames at a time.
     """
-    if amin <= 0 or (top_db is not None and top_db < 0):
-        raise librosa.ParameterError(f"log_mel: need amin > 0 and top_db >= 0, got {amin} and {top_db}")
     audio = np.asarray(audio, dtype=np.float32)
     padded = np.pad(audio, n_fft // 2)  # librosa.stft(center=True, pad_mode="constant")
     # librosa.util.frame(axis=0), the same view; librosa.util would import numba (~1 s) in each worker
@@ -156,7 +150,7 @@ def log_mel(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, n_fft: int 
 
 # --- decoding the middle window -----------------------------------------------------------------------
 
-def load_window(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S) -> np.ndarray:
+def load_window(path: str | Path, sample_rate_hz: int, duration_s: float) -> np.ndarray:
     """Algorithm 1 lines 3-15: the middle `duration_s` of a song, mono at `sample_rate_hz`, float32
     of shape (round(duration_s * sample_rate_hz),); a shorter song is zero-padded at the end.
 
@@ -169,8 +163,7 @@ def load_window(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration
         return _middle_window(source, sample_rate_hz, round(duration_s * sample_rate_hz))
 
 
-def spectrograms_of_audio(audio: np.ndarray, native_hz: int, windows: str = "all",
-                          sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
+def spectrograms_of_audio(audio: np.ndarray, native_hz: int, windows: str, sample_rate_hz: int, duration_s: float,
                           **log_mel_params) -> np.ndarray:
     """Algorithm 1 on decoded mono `audio` of shape (n,) at `native_hz` (check_audio(keep_audio=True)
     gives it, so a file is decoded once for checking and tagging): float32 (n_windows, n_mels, n_frames).
@@ -226,9 +219,8 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
                             "musictag.audio.check_audio says why") from None
 
 
-def spectrogram_of(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
-                   **log_mel_params) -> np.ndarray:
-    """Algorithm 1 for one song: float32 (n_mels, n_frames), (96, 1366) with the defaults."""
+def spectrogram_of(path: str | Path, sample_rate_hz: int, duration_s: float, **log_mel_params) -> np.ndarray:
+    """Algorithm 1 for one song: float32 (n_mels, n_frames), (96, 1366) with params.yaml's front end."""
     window = load_window(path, sample_rate_hz, duration_s)
     try:
         return _finite_log_mels(window[np.newaxis], sample_rate_hz, **log_mel_params)[0]
@@ -246,15 +238,15 @@ def _finite_log_mels(windows: np.ndarray, sample_rate_hz: int, **log_mel_params)
     return spectrograms
 
 
-def spectrogram_shape(sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S, n_fft: int = 512,
-                      hop_length: int = 256, n_mels: int = 96, **_) -> tuple[int, int]:
+def spectrogram_shape(sample_rate_hz: int, duration_s: float, n_fft: int, hop_length: int, n_mels: int,
+                      **_) -> tuple[int, int]:
     """(n_mels, n_frames) of what spectrogram_of returns with these front-end params, without audio:
     the frames log_mel cuts from the window padded by n_fft // 2 each side."""
     padded_samples = round(duration_s * sample_rate_hz) + 2 * (n_fft // 2)
     return n_mels, len(range(0, padded_samples - n_fft + 1, hop_length))
 
 
-def warm_up(sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S, **log_mel_params) -> None:
+def warm_up(sample_rate_hz: int, duration_s: float, **log_mel_params) -> None:
     """Do spectrogram_of's one-off set-up now: librosa imports its filters module (and so scipy.signal,
     ~1 s) on first use, then the window and filterbank are cached. Processes forked afterwards, as
     the workers of extract's process pool are, start with all of it."""
@@ -442,8 +434,7 @@ class AudioCheck:
         return self.reason is None
 
 
-def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0,
-                keep_audio: bool = False) -> AudioCheck:
+def check_audio(path: str | Path, min_duration_s: float, silence_dbfs: float, keep_audio: bool = False) -> AudioCheck:
     """Decode all of `path` once and say whether it is usable; with `keep_audio`, a usable file's
     audio comes with the verdict, mono at its own rate, float32 (n,), downmixed as librosa.load does.
     Never raises for a bad file, but for a MemoryError, which check_many's bounded workers turn into
@@ -456,8 +447,8 @@ def check_audio(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: flo
         return AudioCheck("undecodable", f"{type(err).__name__}: {first_line(err)}")
 
 
-def check_many(paths: Sequence[str | Path], workers: int = 0, timeout_s: float = 120.0,
-               memory_limit_mb: float = 1024.0, **check_options) -> list[AudioCheck]:
+def check_many(paths: Sequence[str | Path], workers: int, timeout_s: float, memory_limit_mb: float,
+               **check_options) -> list[AudioCheck]:
     """check_audio on every path, in input order, across `workers` processes (0 = all cores), each
     file within `timeout_s` and `memory_limit_mb` (else rejected as "timeout" or "out of memory")."""
     check = functools.partial(check_audio, **check_options)
@@ -531,9 +522,8 @@ def _file_problem(path: Path) -> AudioCheck | None:
         return AudioCheck("unreadable", first_line(err))
 
 
-def check_window(path: str | Path, min_duration_s: float = 1.0, silence_dbfs: float = -60.0,
-                 sample_rate_hz: int = SAMPLE_RATE_HZ, duration_s: float = DURATION_S,
-                 **log_mel_params) -> tuple[AudioCheck, np.ndarray | None]:
+def check_window(path: str | Path, min_duration_s: float, silence_dbfs: float, sample_rate_hz: int,
+                 duration_s: float, **log_mel_params) -> tuple[AudioCheck, np.ndarray | None]:
     """check_audio's verdict, from the middle window alone, and that window's spectrogram (n_mels,
     n_frames) when usable: for tagging one window of a long track, decoding only the window instead of
     the whole file (a 5-minute MP3 costs what a 30-second one does).

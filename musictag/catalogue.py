@@ -34,8 +34,6 @@ from musictag.files import replace_dir
 from musictag.paths import resolve
 from musictag.predictions import Predictions
 
-ADAPTER_SOURCES = ("msd", "mtat", "mtg-jamendo")  # data.source adapters whose audio lies on disk
-SOURCES = ("training", "folder", *ADAPTER_SOURCES)
 SONG_COLUMNS = ["id", "audio_path", "artist", "title", "md5"]
 FAILED_COLUMNS = ["id", "audio_path", "md5", "reason", "detail"]
 CATALOGUE_SPLIT = "catalogue"
@@ -86,12 +84,11 @@ def fingerprint(model_dir: Path, windows: str) -> str:
 
 
 def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clean_csv: Path, *,
-                    source: str, audio_dir: str, windows: str = "middle", timeout_s: float = 120.0,
-                    memory_limit_mb: float = 2048.0, data_params: dict | None = None) -> dict:
+                    source: str, audio_dir: str, windows: str, timeout_s: float, memory_limit_mb: float,
+                    data_params: dict, file_checks: dict) -> dict:
     """Write the catalogue of `source` to `out_dir` (see the module docstring) and return its counts:
-    songs, tagged in this run, reused from the last one, and failed."""
-    if source not in SOURCES:
-        raise MusictagError(f"catalogue.source: expected one of {list(SOURCES)}, got {source!r}")
+    songs, tagged in this run, reused from the last one, and failed. `data_params` is params.yaml's data
+    section (an adapter source's options), `file_checks` the clean stage's min_duration_s and silence_dbfs."""
     out_dir = resolve(out_dir)
     if source == "training":
         predictions = Predictions.load(predictions_path)
@@ -104,9 +101,9 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
     else:
         audio_dir = resolve(audio_dir)
         songs = (folder_songs(audio_dir) if source == "folder"
-                 else adapter_songs(source, (data_params or {}).get(source, {}), audio_dir))
+                 else adapter_songs(source, data_params[source], audio_dir))
         predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model_dir, windows, timeout_s,
-                                                               memory_limit_mb)
+                                                               memory_limit_mb, file_checks)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -119,7 +116,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
 
 
 def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows: str, timeout_s: float,
-               memory_limit_mb: float):
+               memory_limit_mb: float, file_checks: dict):
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
     from musictag.library import tag_files
     from musictag.pool import Failure
@@ -132,7 +129,7 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows
     new = songs[~songs["md5"].isin(done.keys() | failed_before.keys()) | (songs["md5"] == "")]
     paths = list(dict.fromkeys(new["audio_path"]))  # a duplicated file is tagged once
     tagged_now, failed_now = {}, {}
-    for path, outcome in tag_files(tagger, paths, windows, timeout_s, memory_limit_mb):
+    for path, outcome in tag_files(tagger, paths, windows, timeout_s, memory_limit_mb, **file_checks):
         if isinstance(outcome, Failure):
             print(outcome.message(path), file=sys.stderr)
             failed_now[path] = (outcome.reason, outcome.detail)

@@ -9,18 +9,16 @@ from musictag.audio import REJECT_REASONS, check_many
 from musictag.files import write_csv
 from musictag.manifest import SPLITS, Manifest
 from musictag.paths import resolve
-from musictag.pool import check_limits
 
 
 def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, reasons_path: Path,
-                   min_duration_s: float, silence_dbfs: float, workers: int = 0, timeout_s: float = 120.0,
-                   memory_limit_mb: float = 1024.0) -> dict:
+                   min_duration_s: float, silence_dbfs: float, workers: int, timeout_s: float,
+                   memory_limit_mb: float) -> dict:
     """Check every clip's audio, each file within `timeout_s` and `memory_limit_mb`; write the usable
     clips' manifest, a CSV of rejects and their counts per reason and split (`rejects_per_reason`).
 
     Returns the headline counts for metrics: checked, kept, rejected, rejected per split.
     """
-    check_limits(timeout_s, memory_limit_mb, "clean")
     manifest = Manifest.read(manifest_path)
     checks = check_many([resolve(p) for p in manifest.clips["audio_path"]], workers=workers, timeout_s=timeout_s,
                         memory_limit_mb=memory_limit_mb, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)

@@ -37,7 +37,7 @@ def _tag(args: argparse.Namespace) -> None:
     writer = ResultWriter(args.output, tagger.tag_names, args.k, args.per_window) if args.output else None
     failed = []
     with writer or contextlib.nullcontext():
-        for path, tagged in tag_files(tagger, paths, args.windows, args.timeout_s, args.memory_limit_mb):
+        for path, tagged in tag_files(tagger, paths, **_tagging_options(args)):
             if isinstance(tagged, Failure):
                 failed.append((path, tagged.message(path)))
                 if len(paths) > 1:  # as it happens; a single file's reason is the error line itself
@@ -53,6 +53,17 @@ def _tag(args: argparse.Namespace) -> None:
     if failed:
         names = ", ".join(path for path, _ in failed)
         raise MusictagError(f"{len(failed)} of {len(paths)} files not tagged (reasons above): {names}")
+
+
+def _tagging_options(args: argparse.Namespace) -> dict:
+    """How files are tagged: as the catalogue stage tags them (params.yaml's catalogue section, and the clean
+    stage's rules for a usable file), but for what the command line sets."""
+    from musictag.params import load_params
+
+    catalogue, clean = load_params("catalogue"), load_params("clean")
+    chosen = {key: getattr(args, key, None) for key in ("windows", "timeout_s", "memory_limit_mb")}
+    return {**{key: catalogue[key] for key in chosen}, **{k: v for k, v in chosen.items() if v is not None},
+            "min_duration_s": clean["min_duration_s"], "silence_dbfs": clean["silence_dbfs"]}
 
 
 def _positive(text: str) -> float:
@@ -83,7 +94,7 @@ def _dvc(*args: str) -> str:
 
 def _confidence_intervals(args: argparse.Namespace) -> None:
     from musictag.metrics import confidence_intervals_from_experiments, format_intervals
-    from musictag.paths import load_params
+    from musictag.params import load_params
 
     defaults = load_params("ci")
     source = [resolve(f) for f in args.metrics_files] if args.metrics_files else _dvc("exp", "show", "--json")
@@ -146,7 +157,7 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     from musictag.tagging import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
-    ((_, tagged),) = tag_files(tagger, [path], args.windows)
+    ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args))
     if isinstance(tagged, Failure):
         raise MusictagError(tagged.message(path))
     query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
@@ -171,9 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--output", help="write results to this .jsonl or .csv (path, top tags, every probability)")
     tag.add_argument("--per-window", action="store_true", help="with --output: a timeline, one entry per window")
     tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
-    tag.add_argument("--timeout-s", type=_positive, default=120.0, help="per file: slower decoding is given up")
-    tag.add_argument("--memory-limit-mb", type=_positive, default=2048.0,
-                     help="per file, for decoding the whole track (about 250 MB for 10 minutes at 48 kHz)")
+    tag.add_argument("--timeout-s", type=_positive, help="per file: slower decoding is given up "
+                                                          "(default: params.yaml catalogue.timeout_s)")
+    tag.add_argument("--memory-limit-mb", type=_positive,
+                     help="per file, for decoding the whole track (about 250 MB for 10 minutes at 48 kHz; "
+                          "default: params.yaml catalogue.memory_limit_mb)")
     tag.set_defaults(run=_tag)
     similar = commands.add_parser("similar", help="the catalogue's nearest songs to a song (predicted tags)")
     similar.add_argument("song_id", help="a catalogue song id, or an audio file (tagged first, then searched)")
@@ -184,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     playlist.add_argument("--greedy", action="store_true", help="nearest unplayed song each step, no look-ahead")
     for command in (similar, playlist):  # for a seed that is an audio file
         command.add_argument("--model-dir", default=str(DATA_DIR / "model"))
-        command.add_argument("--windows", choices=["all", "middle"], default="middle",
-                             help="the file's windows to tag: middle (as the catalogue is tagged) or all, averaged")
+        command.add_argument("--windows", choices=["all", "middle"],
+                             help="the file's windows to tag: middle or all, averaged (default: as the catalogue "
+                                  "is tagged, params.yaml catalogue.windows)")
     similar.set_defaults(run=_similar)
     playlist.set_defaults(run=_playlist)
     ci = commands.add_parser("ci", help="mean and Student-t confidence interval of metrics over N runs "

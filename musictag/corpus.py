@@ -425,19 +425,12 @@ def _render_star(args):
 
 
 def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: float,
-                 split_fractions: list[float], audio_dir: str, workers: int = 0):
+                 split_fractions: list[float], audio_dir: str, workers: int):
     """Render `n_clips` clips into `audio_dir` (replaced as a whole) and return their Manifest.
 
     Works are tried in the seeded interleaved order; a score that cannot be used is skipped and the
     next one taken, so the result is deterministic for a given seed and size. `workers=0` uses all cores.
     """
-    if not isinstance(n_clips, int) or n_clips < 3:
-        raise MusictagError(f"{PARAM}.n_clips: need an integer >= 3, got {n_clips!r}")
-    if sample_rate_hz < 8000:
-        raise MusictagError(f"{PARAM}.sample_rate_hz: need >= 8000, got {sample_rate_hz}")
-    if clip_duration_s <= 0:
-        raise MusictagError(f"{PARAM}.clip_duration_s: need > 0, got {clip_duration_s}")
-    grouped_split(["a", "b", "c"], split_fractions, seed, PARAM)  # validate before any work
     works = interleave_by_collection(list_works(), seed)
     if n_clips > len(works):
         raise MusictagError(f"{PARAM}.n_clips: at most {len(works)} works are available, got {n_clips}")
@@ -475,6 +468,6 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
 
     frame = pd.DataFrame(rows)
     frame["audio_path"] = [str(Path(audio_dir) / f) for f in frame["file"]]
-    frame["split"] = grouped_split(list(frame["group"]), split_fractions, seed, PARAM)
+    frame["split"] = grouped_split(list(frame["group"]), split_fractions, seed)
     targets = np.array([[t in set(tags) for t in TAG_NAMES] for tags in frame["tags"]], dtype=np.uint8)
     return Manifest(frame, list(TAG_NAMES), targets)

@@ -6,7 +6,6 @@ from. A missing or malformed file stops with one line naming it (musictag.files.
 from __future__ import annotations
 
 import csv
-import inspect
 import os
 import pickle
 import re
@@ -118,24 +117,11 @@ def _audio_path(audio_dir, relative_path: str) -> str:
 # --- folder: your own audio plus a CSV ------------------------------------------------------------------------
 
 
-def folder(
-    audio_dir,
-    tags_csv,
-    split_column="split",
-    id_column="id",
-    path_column="path",
-    artist_column="artist",
-    title_column="title",
-    tags_column="tags",
-    tag_separator="|",
-    seed=0,
-    split_fractions=(0.8, 0.1, 0.1),
-) -> Manifest:
+def folder(audio_dir, tags_csv, split_column, id_column, path_column, artist_column, title_column, tags_column,
+           tag_separator, seed, split_fractions) -> Manifest:
     """A folder of your own audio plus a CSV: path (relative to audio_dir) and separator-joined tags are
     required; id (default: path without extension), artist, title and split are optional. Without a split
     column, splits are drawn by artist (seeded). The vocabulary is the sorted set of tags seen."""
-    if not tag_separator:
-        raise MusictagError("data.folder.tag_separator: must not be empty")
     rows = _read_rows(tags_csv, delimiter=",")
     (_, header), data = rows[0], rows[1:]
     header = [name.strip() for name in header]
@@ -166,7 +152,7 @@ def folder(
     splits = column(split_column, "split_column", required=False)
     if splits is None:
         groups = [f"artist:{artist}" if artist else f"id:{id_}" for artist, id_ in zip(artists, ids)]
-        splits = grouped_split(groups, seed=seed, fractions=split_fractions, param="data.folder")
+        splits = grouped_split(groups, split_fractions, seed)
     for line, split in zip(lines, splits):
         if split not in SPLITS:
             raise MusictagError(f"{tags_csv}: line {line} has split '{split}'; use one of {', '.join(SPLITS)}")
@@ -196,7 +182,7 @@ MSD_TAG_LIST_FILES = ("50tagList.txt", "top50_tags.txt")
 
 def _msd_tag_names(split_dir: Path, tags_file) -> tuple[list[str], str]:
     """The 50 tag names and where they came from: tags_file, a list file in split_dir, or the built-in order."""
-    if tags_file is not None:
+    if tags_file:  # None or "" (params.yaml): not given
         return _read_tag_list(tags_file), str(tags_file)
     for name in MSD_TAG_LIST_FILES:
         if (split_dir / name).is_file():
@@ -206,7 +192,7 @@ def _msd_tag_names(split_dir: Path, tags_file) -> tuple[list[str], str]:
 
 def _msd_keep_ids(keep_lists) -> set[str] | None:
     """Union of the ids in jongpillee's filtered_list_*.cP pickles (clips of at least 29.1 s), or None."""
-    if keep_lists is None:
+    if not keep_lists:  # None, "" or []: keep every clip
         return None
     keep: set[str] = set()
     for path in [keep_lists] if isinstance(keep_lists, (str, os.PathLike)) else keep_lists:
@@ -398,21 +384,17 @@ def _mtat_artist_title(mp3_path: str) -> tuple[str, str]:
     return parts[0], title
 
 
-def mtat(annotations_csv, audio_dir, split="won2020", split_dir=None) -> Manifest:
+def mtat(annotations_csv, audio_dir, split, split_dir=None) -> Manifest:
     """MagnaTagATune from annotations_final.csv. split='won2020': Won et al.'s split_dir/{split}.npy and the
     tag order of split_dir/tags.npy. split='folders': the classic audio-folder split (0-b train, c valid,
     d-f test) with the 50 most frequent tags, or split_dir's tag list if given. Clips with no mp3_path or in
     no split are dropped; ids are clip_ids."""
-    if split not in ("won2020", "folders"):
-        raise MusictagError(f"data.mtat.split: unknown split '{split}'; use won2020 or folders")
-    if split == "won2020" and split_dir is None:
-        raise MusictagError("data.mtat.split_dir: required for split 'won2020' (minzwon split/mtat folder)")
     annotations = _read_mtat_annotations(annotations_csv)
     if split == "won2020":
         split_of_row = _mtat_won_splits(Path(split_dir), annotations)
     else:
         split_of_row = [MTAT_SPLIT_OF_FOLDER.get(path[:1]) for path in annotations.mp3_paths]
-    if split_dir is not None:
+    if split_dir:
         columns = _mtat_listed_columns(Path(split_dir), annotations)
     else:
         columns = _mtat_top_columns(annotations)
@@ -451,12 +433,10 @@ def _read_jamendo_split(path: Path) -> list[tuple[int, list[str]]]:
     return data
 
 
-def mtg_jamendo(split_dir, audio_dir, split_number=0) -> Manifest:
+def mtg_jamendo(split_dir, audio_dir, split_number) -> Manifest:
     """MTG-Jamendo top-50: split_dir/split-N/autotagging_top50tags-{train,validation,test}.tsv, where
     split_dir is the repository's data/splits. The vocabulary is data/tags/top50.txt beside split_dir if
     present, else the sorted set of tags seen. Ids are TRACK_IDs, artists ARTIST_IDs (no titles exist)."""
-    if isinstance(split_number, bool) or not isinstance(split_number, int) or split_number < 0:
-        raise MusictagError(f"data.mtg-jamendo.split_number: expected 0, 1, ...; got {split_number!r}")
     split_folder = Path(split_dir) / f"split-{split_number}"
     vocabulary_path = Path(split_dir).resolve().parent / "tags" / "top50.txt"
     vocabulary = _read_tag_list(vocabulary_path) if vocabulary_path.is_file() else None
@@ -491,12 +471,6 @@ DATASETS: dict[str, Callable[..., Manifest]] = {
 
 
 def build_manifest(source: str, options: dict) -> Manifest:
-    """Run the adapter named `source` with its params section as keyword arguments."""
-    if source not in DATASETS:
-        raise MusictagError(f"data.source: unknown dataset '{source}'; known: {', '.join(DATASETS)}")
-    adapter = DATASETS[source]
-    try:
-        inspect.signature(adapter).bind(**(options or {}))
-    except TypeError as err:
-        raise MusictagError(f"data.{source}: {err}") from None
-    return adapter(**(options or {}))
+    """Run the adapter named `source` with its params section (checked by musictag.params) as keyword
+    arguments."""
+    return DATASETS[source](**options)

@@ -24,7 +24,6 @@ from tqdm import tqdm
 from musictag.errors import MusictagError
 from musictag.pool import BoundedPool, Failure
 
-WINDOWS = ("all", "middle")
 OUTPUT_FORMATS = (".jsonl", ".csv")
 _BATCH_WINDOWS = 32  # windows predicted at once, across files
 
@@ -55,14 +54,15 @@ def find_audio(paths: Iterable[str | Path]) -> list[str]:
     return found
 
 
-def tag_files(tagger, paths: list[str], windows: str = "all", timeout_s: float = 120.0,
-              memory_limit_mb: float = 2048.0, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
+def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
+              silence_dbfs: float, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
     """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
-    on a terminal. A Failure's reason is a key of musictag.audio.REJECT_REASONS."""
-    if windows not in WINDOWS:
-        raise MusictagError(f"windows: expected one of {list(WINDOWS)}, got {windows!r}")
+    on a terminal. A Failure's reason is a key of musictag.audio.REJECT_REASONS: files are judged by the
+    clean stage's `min_duration_s` and `silence_dbfs`, each decoded within `timeout_s` and
+    `memory_limit_mb` by one of `workers` processes (0 = all cores)."""
     front_end = tagger.config["front_end"]
-    decode = functools.partial(window_spectrograms, front_end=front_end, windows=windows)
+    decode = functools.partial(window_spectrograms, front_end=front_end, windows=windows,
+                               min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
     pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
     # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit
     with BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
@@ -97,7 +97,8 @@ def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> 
                                probabilities[rows], window_s)
 
 
-def window_spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray | Failure:
+def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s: float,
+                        silence_dbfs: float) -> np.ndarray | Failure:
     """In a worker (or the caller's process): the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
     Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
     all windows decode the whole file once, for the check and the windows (check_audio keeps it)."""
@@ -105,11 +106,11 @@ def window_spectrograms(path: str, front_end: dict, windows: str) -> np.ndarray 
     from musictag.files import first_line
 
     if windows == "middle":
-        verdict, spectrogram = check_window(path, **front_end)
+        verdict, spectrogram = check_window(path, min_duration_s, silence_dbfs, **front_end)
         if verdict.ok:
             return spectrogram[np.newaxis]
     else:
-        verdict = check_audio(path, keep_audio=True)
+        verdict = check_audio(path, min_duration_s, silence_dbfs, keep_audio=True)
         if verdict.ok:
             try:
                 return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)

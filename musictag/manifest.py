@@ -88,23 +88,15 @@ class Manifest:
         return frame
 
 
-def grouped_split(groups: Sequence[str], fractions, seed, param: str) -> list[str]:
+def grouped_split(groups: Sequence[str], fractions: Sequence[float], seed: int) -> list[str]:
     """Seeded train/valid/test per clip, drawn a whole group (work, artist) at a time.
 
-    Groups, in a seeded order, go to the split furthest below its share of clips; while there are
-    no more groups left than empty splits, an empty split takes the next one, so with three groups
-    or more every split with a non-zero share gets at least one. `param` names the params key in errors.
+    Groups, in a seeded order, go to the split furthest below its share of clips (`fractions`: three
+    non-negative shares, checked by musictag.params); while there are no more groups left than empty
+    splits, an empty split takes the next one, so with three groups or more every split with a non-zero
+    share gets at least one.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise MusictagError(f"{param}.seed: expected an integer, got {seed!r}")
-    try:
-        shares = np.asarray(fractions, dtype=float)
-    except (TypeError, ValueError):
-        shares = np.array([])
-    if shares.shape != (len(SPLITS),) or not np.isfinite(shares).all() or (shares < 0).any() or shares.sum() <= 0:
-        raise MusictagError(
-            f"{param}.split_fractions: expected three non-negative numbers for {', '.join(SPLITS)}; got {fractions!r}"
-        )
+    shares = np.asarray(fractions, dtype=float)
     names, sizes = np.unique(np.asarray(groups, dtype=str), return_counts=True)  # sorted: input order is moot
     deficit = shares / shares.sum() * len(groups)
     n_groups = np.zeros(len(SPLITS), dtype=int)

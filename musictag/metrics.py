@@ -185,7 +185,7 @@ def micro_curves(y_true, y_prob, max_rows: int = MAX_CURVE_ROWS) -> tuple[pd.Dat
 
 # --- confidence intervals over runs --------------------------------------------------------------------
 
-def confidence_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+def confidence_interval(values: Iterable[float], level: float) -> tuple[float, float]:
     """(mean, half width) of the two-sided Student-t interval for the mean of N runs: t * s / sqrt(N)."""
     values = np.asarray(list(values), dtype=np.float64)
     if not 0 < level < 1:
@@ -210,8 +210,8 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def runs_table(metric_dicts: Mapping[str, Mapping] | Sequence[Mapping], metric_names: Sequence[str] | None = None,
-               level: float = 0.95) -> dict:
+def runs_table(metric_dicts: Mapping[str, Mapping] | Sequence[Mapping], metric_names: Sequence[str] | None, *,
+               level: float) -> dict:
     """Mean and Student-t interval per metric over runs.
 
     `metric_dicts`: one (nested) metrics dict per run, as a list or as {run name: dict}. `metric_names`:
@@ -348,8 +348,8 @@ def group_runs(params: Mapping[str, Mapping], replicate: Sequence[str] = REPLICA
 
 
 def confidence_intervals_from_experiments(source: str | bytes | Path | Sequence,
-                                          metric_names: Sequence[str] | None = None,
-                                          level: float = 0.95, metrics_file: str = "metrics/evaluate.json",
+                                          metric_names: Sequence[str] | None, *,
+                                          level: float, metrics_file: str = "metrics/evaluate.json",
                                           include_workspace: bool = False, include_baselines: bool = False,
                                           names: Sequence[str] | None = None) -> dict:
     """Mean and Student-t interval of metrics over several runs (the seed's "mean ± CI over N runs"),
@@ -384,7 +384,7 @@ def confidence_intervals_from_experiments(source: str | bytes | Path | Sequence,
         if len(members) < 2:
             skipped[f"group {label}"] = f"1 run ({members[0]}): an interval needs at least 2"
         else:
-            tables[label] = runs_table({name: runs[name] for name in members}, metric_names, level)
+            tables[label] = runs_table({name: runs[name] for name in members}, metric_names, level=level)
     if not tables:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise MusictagError(f"confidence interval: need at least 2 runs with {metrics_file} and the same params "
@@ -488,7 +488,7 @@ def headline(summary: Mapping) -> dict:
 
 
 def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metrics_dir: Path, plots_dir: Path,
-             top_songs: int = 6, top_k: int = 5, songs: Sequence[str] = ()) -> dict:
+             top_songs: int, top_k: int, songs: Sequence[str]) -> dict:
     """The `evaluate` stage: test-split metrics with thresholds tuned on valid, and its files.
 
     Writes (each atomically) `metrics_dir`/evaluate.json (the `headline` of the summary returned),
@@ -499,9 +499,6 @@ def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metri
     """
     from musictag import plots
 
-    for name, value in (("evaluate.top_songs", top_songs), ("evaluate.top_k", top_k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise MusictagError(f"{name}: need a positive integer, got {value!r}")
     metrics_dir, plots_dir, model_dir = Path(metrics_dir), Path(plots_dir), Path(model_dir)
     predictions = Predictions.load(Path(predictions_path))
     y_all, clips = align_ground_truth(predictions, manifest_path)

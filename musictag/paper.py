@@ -123,8 +123,7 @@ def paired_bootstrap(y: np.ndarray, runs_a: Sequence[np.ndarray], runs_b: Sequen
             "n_resamples": int(n_resamples)}
 
 
-def compare(runs: Sequence[Run], categories: dict[str, str], level: float = 0.95, n_bootstrap: int = 1000,
-            seed: int = 0) -> dict:
+def compare(runs: Sequence[Run], categories: dict[str, str], level: float, n_bootstrap: int, seed: int) -> dict:
     """Everything the report shows: per architecture the headline scores, epoch time and per-tag table
     with intervals over seeds, the success criterion, and the pairwise tests of macro ROC-AUC."""
     models = list(dict.fromkeys(run.model for run in runs))
@@ -232,7 +231,7 @@ def _clusters(coordinates: np.ndarray, top_tags: Sequence[str], seed: int) -> np
 
 
 def write_report(comparison: dict, runs: Sequence[Run], settings: dict, path: Path, tsne_options: dict,
-                 top_songs: int = 6, top_k: int = 3) -> None:
+                 top_songs: int, top_k: int) -> None:
     """One self-contained HTML page (figures inline as PNG) with every table and figure of chapter 4,
     each beside the dissertation's own where it gives one."""
     facts = dissertation_facts()
@@ -359,11 +358,10 @@ def _map_sections(probabilities: np.ndarray, clips: pd.DataFrame, tag_names: Seq
     """Figures 4.10-4.12 (the t-SNE map with artist names) and table 4.4 (one cluster's artists)."""
     from musictag.tsne_map import embed
 
-    coordinates, _ = embed(probabilities, perplexity=tsne_options.get("perplexity", 30),
-                           seed=tsne_options.get("seed", 0), n_jobs=tsne_options.get("n_jobs", 2),
-                           n_iter=tsne_options.get("n_iter", 1000))
+    coordinates, _ = embed(probabilities, **{key: tsne_options[key] for key in
+                                             ("implementation", "perplexity", "metric", "seed", "n_jobs", "n_iter")})
     top_tags = [tag_names[j] for j in probabilities.argmax(axis=1)]
-    cluster = _clusters(coordinates, top_tags, tsne_options.get("seed", 0))
+    cluster = _clusters(coordinates, top_tags, tsne_options["seed"])
     spread = np.linspace(0, len(coordinates) - 1, min(40, len(coordinates))).astype(int)
     labelled = sorted(set(spread) | set(cluster[:12]))
     html_map = (f"<h2>Figures 4.10-4.12: t-SNE of predicted tags with artist names ({html.escape(model)})</h2>"

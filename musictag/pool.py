@@ -45,13 +45,6 @@ class Failure:
         return f"{path}: {self.reason} ({self.detail})"
 
 
-def check_limits(timeout_s, memory_limit_mb, section: str) -> None:
-    """A one-line error naming `section.timeout_s` or `section.memory_limit_mb` unless both are > 0."""
-    for key, value in (("timeout_s", timeout_s), ("memory_limit_mb", memory_limit_mb)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise MusictagError(f"{section}.{key}: need a number > 0, got {value!r}")
-
-
 class BoundedPool:
     """`workers` processes (0 = all cores) running one call per job, each within the limits above.
 

@@ -33,7 +33,6 @@ from musictag.files import write_atomic
 from musictag.paths import resolve
 from musictag.predictions import Predictions
 
-FEATURES = ("tags", "embeddings", "both")
 FORMAT_VERSION = 3
 HNSW_EF_CONSTRUCTION = 80  # candidates while linking a song into the graph
 _BLOCK_ELEMENTS = 1 << 24  # scores held at once by the batch search (64 MiB of float32)
@@ -48,10 +47,9 @@ def _unit_rows(matrix) -> np.ndarray:
     return matrix / np.maximum(norms, np.float32(1e-12))
 
 
-def song_vectors(predictions, features: str = "tags") -> np.ndarray:
-    """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`."""
-    if features not in FEATURES:
-        raise MusictagError(f"recommend.features: expected one of {list(FEATURES)}, got {features!r}")
+def song_vectors(predictions, features: str) -> np.ndarray:
+    """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`:
+    its tag probabilities, its embeddings, or both (`features`)."""
     if features == "tags":
         return _unit_rows(predictions.probabilities)
     if features == "embeddings":
@@ -96,12 +94,6 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))]
 
 
-def _positive_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise MusictagError(f"recommend.{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 @dataclass
 class RecommendIndex:
     """Song vectors with their ids, row r = ids[r]; `graph` is a faiss IndexHNSWFlat over the same rows,
@@ -125,24 +117,24 @@ class RecommendIndex:
     # --- building, saving, loading ---------------------------------------------------------------
 
     @classmethod
-    def build(cls, predictions, features: str = "tags", exact_max_songs: int = 20000, hnsw_m: int = 16,
-              ef_search: int = 48) -> "RecommendIndex":
-        """An index over every song of `predictions` (Predictions: ids, probabilities, embeddings).
-
-        Up to `exact_max_songs` songs: exact brute force. More: an HNSW graph of `hnsw_m` links a song,
-        searched with `ef_search` candidates (more: higher recall, slower).
-        """
+    def brute_force(cls, predictions, features: str) -> "RecommendIndex":
+        """A brute-force index over every song of `predictions` (Predictions: ids, probabilities, embeddings)."""
         vectors = song_vectors(predictions, features)
         ids = np.asarray(predictions.ids).astype(str)
         if len(ids) != len(vectors):
             raise MusictagError(f"recommend: {len(ids)} ids but {len(vectors)} song vectors")
         if len(ids) < 2:
             raise MusictagError(f"recommend: need at least 2 songs to recommend from, got {len(ids)}")
-        exact_max_songs = _positive_int("exact_max_songs", exact_max_songs, 0)
-        hnsw_m = _positive_int("hnsw_m", hnsw_m, 2)
-        ef_search = _positive_int("ef_search", ef_search, 1)
-        if len(ids) <= exact_max_songs:
-            return cls(ids, vectors, features)
+        return cls(ids, vectors, features)
+
+    @classmethod
+    def build(cls, predictions, features: str, exact_max_songs: int, hnsw_m: int, ef_search: int) -> "RecommendIndex":
+        """An index over every song of `predictions`: up to `exact_max_songs` songs exact, more an HNSW graph
+        of `hnsw_m` links a song, searched with `ef_search` candidates (more: higher recall, slower)."""
+        index = cls.brute_force(predictions, features)
+        if len(index) <= exact_max_songs:
+            return index
+        ids, vectors = index.ids, index.vectors
         import faiss
 
         graph = faiss.IndexHNSWFlat(vectors.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -161,7 +153,7 @@ class RecommendIndex:
     @ef_search.setter
     def ef_search(self, value: int) -> None:
         if self.graph is not None:
-            self.graph.hnsw.efSearch = _positive_int("ef_search", value, 1)
+            self.graph.hnsw.efSearch = int(value)
 
     def save(self, path: str | Path) -> None:
         """Write atomically to an .npz that `load` reads back without rebuilding."""
@@ -342,8 +334,7 @@ class RecommendIndex:
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", seed: int = 0,
-                      features: str = "tags") -> dict:
+def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, features: str) -> dict:
     """How well neighbours in the tag space agree with the ground truth, against random songs.
 
     For each song of `split`, its k nearest neighbours are searched among the songs of the same
@@ -356,8 +347,6 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
     per query (seeded) and scores them alike; `ratio_over_random` divides the two (None where the
     random value is 0).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise MusictagError(f"recommend.k: expected a positive integer, got {k!r}")
     keep = np.asarray(predictions.splits) == split
     ids = np.asarray(predictions.ids).astype(str)[keep]
     n = len(ids)
@@ -373,7 +362,7 @@ def retrieval_metrics(predictions, manifest, k: int = 10, split: str = "test", s
     tags = manifest.targets[rows].astype(np.float32)
     artists = manifest.clips["artist"].astype(str).to_numpy()[rows]
 
-    index = RecommendIndex.build(predictions.take(keep), features=features, exact_max_songs=n)
+    index = RecommendIndex.brute_force(predictions.take(keep), features)
     neighbour_rows, _ = index.neighbours(k_used)  # index rows == subset order (brute force keeps order)
 
     rng = np.random.default_rng(seed)
@@ -420,15 +409,14 @@ def read_inputs(predictions, manifest):
     return predictions, manifest
 
 
-def build_recommendations(predictions, manifest, index_path, *, catalogue=None, features: str = "tags",
-                          k: int = 10, split: str = "test", seed: int = 0, exact_max_songs: int = 20000,
-                          hnsw_m: int = 16, ef_search: int = 48) -> dict:
+def build_recommendations(predictions, manifest, index_path, *, catalogue, features: str, k: int, split: str, seed: int,
+                          exact_max_songs: int, hnsw_m: int, ef_search: int) -> dict:
     """Build the index over `catalogue` (Predictions of the songs to recommend from, or its file;
     default: every song of `predictions`), save it to `index_path`, and return the retrieval metrics
     of `predictions`' `split`, scored against `manifest`'s tags (retrieval_metrics), with a summary
     of the index under "index"."""
     predictions, manifest = read_inputs(predictions, manifest)
-    catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]
+    catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]  # None: predictions
     index = RecommendIndex.build(catalogue, features=features, exact_max_songs=exact_max_songs, hnsw_m=hnsw_m,
                                  ef_search=ef_search)
     index.save(resolve(index_path))

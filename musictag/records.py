@@ -28,28 +28,11 @@ from musictag.manifest import SPLITS, Manifest
 from musictag.shard_reader import INDEX_NAME, check_positive, read_index, split_entry, steps_per_epoch
 from musictag.store import SpectrogramStore
 
-COMPRESSIONS = ("", "GZIP", "ZLIB")
 SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
 FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24
 
 
 # --- writing ----------------------------------------------------------------------------------------------
-
-
-def _check_write_params(examples_per_shard, compression, spectrogram_dtype, seed) -> None:
-    """Each bad value becomes one line naming its `shards.<param>` key, before anything touches the disk."""
-    def is_int(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if not is_int(examples_per_shard) or examples_per_shard < 1:
-        raise MusictagError(f"shards.examples_per_shard: need an integer >= 1, got {examples_per_shard!r}")
-    if compression not in COMPRESSIONS:
-        raise MusictagError(f"shards.compression: got {compression!r}; use one of {list(COMPRESSIONS)}")
-    if spectrogram_dtype not in SPECTROGRAM_DTYPES:
-        raise MusictagError(f"shards.spectrogram_dtype: got {spectrogram_dtype!r}; "
-                            f"use one of {list(SPECTROGRAM_DTYPES)}")
-    if not is_int(seed):
-        raise MusictagError(f"shards.seed: need an integer, got {seed!r}")
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -103,15 +86,14 @@ def _write_split(split, ids, targets, store, out_dir, examples_per_shard, option
     return shards
 
 
-def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int = 16384,
-                 compression: str = "GZIP", spectrogram_dtype: str = "float16", seed: int = 2018) -> dict:
+def write_shards(store_dir, manifest: Manifest, out_dir, examples_per_shard: int, compression: str,
+                 spectrogram_dtype: str, seed: int) -> dict:
     """Write train/valid/test TFRecord shards of the store's spectrograms to `out_dir`; return its index.
 
     Each split is shuffled with `np.random.default_rng(seed)` before sharding, so examples are mixed across
     shards. Everything is written into `out_dir.partial` and moved to `out_dir` only when complete: an
     interruption or a write error (disk full) leaves any previous `out_dir` as it was.
     """
-    _check_write_params(examples_per_shard, compression, spectrogram_dtype, seed)
     store = SpectrogramStore(store_dir)
     plans = {split: _shuffled_split(manifest, split, store, seed) for split in SPLITS}
     n_examples = sum(len(ids) for ids, _, _ in plans.values())

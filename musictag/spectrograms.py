@@ -27,7 +27,7 @@ from musictag.audio import spectrogram_of, spectrogram_shape, warm_up
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
-from musictag.pool import BoundedPool, Failure, check_limits, in_order
+from musictag.pool import BoundedPool, Failure, in_order
 from musictag.store import INDEX_NAME, start_chunk, write_index, write_row
 
 FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
@@ -60,8 +60,6 @@ class _DaskPool:
 def dask_executor(workers: int, timeout_s: float, memory_limit_mb: float, scheduler_address: str | None
                   ) -> Iterator[_DaskPool]:
     """The workers of a running Dask distributed cluster (`dask scheduler` + `dask worker ADDRESS`)."""
-    if not scheduler_address:
-        raise MusictagError("spectrograms.scheduler_address: the dask executor needs a scheduler address")
     from distributed import Client
 
     try:
@@ -116,9 +114,8 @@ def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.n
     return None
 
 
-def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: dict, chunk_size: int = 256,
-            executor: str = "processes", workers: int = 0, scheduler_address: str | None = None,
-            timeout_s: float = 60.0, memory_limit_mb: float = 1024.0) -> dict:
+def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: dict, chunk_size: int, executor: str,
+            workers: int, scheduler_address: str, timeout_s: float, memory_limit_mb: float) -> dict:
     """Compute `spectrogram_of(path, **front_end)` for every song and write the store to `out_dir`.
 
     A song that fails (undecodable, or over `timeout_s` or `memory_limit_mb` on local workers) keeps
@@ -126,11 +123,6 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
     on. Returns a summary (songs, failed, chunks, songs/s, resumed songs). The parent holds no
     spectrogram with local workers, and a few per worker with Dask's.
     """
-    if executor not in EXECUTORS:
-        raise MusictagError(f"spectrograms.executor: unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise MusictagError(f"spectrograms.chunk_size: need an integer >= 1, got {chunk_size!r}")
-    check_limits(timeout_s, memory_limit_mb, "spectrograms")
     if len(ids) != len(audio_paths) or not ids:
         raise MusictagError("spectrograms: no songs to extract (is the clean manifest empty?)")
     scratch_dir = out_dir.with_name(out_dir.name + ".partial")

@@ -78,9 +78,12 @@ class Tagger:
         the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
         """
         from musictag.library import window_spectrograms
+        from musictag.params import load_params
         from musictag.pool import Failure
 
-        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all")  # musictag.audio's decoder
+        clean = load_params("clean")  # a file is usable by the clean stage's rules
+        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all", clean["min_duration_s"],
+                                           clean["silence_dbfs"])
         if isinstance(spectrograms, Failure):
             raise MusictagError(spectrograms.message(path))
         probabilities, _ = self.predict_batches([spectrograms[..., np.newaxis]])

@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 
 from musictag.errors import MusictagError  # noqa: E402
 from musictag.files import replace_dir, write_atomic  # noqa: E402
-from musictag.models import MODELS, build_model  # noqa: E402
+from musictag.models import build_model  # noqa: E402
 from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
 from musictag.shard_reader import read_index  # noqa: E402
 
@@ -161,42 +161,21 @@ def resume_epoch(backup_dir: Path, *logs: Path) -> int:
     return epoch
 
 
-def check_params(model: str, epochs, batch_size, learning_rate, strategy: str, backend: str,
-                 mixed_precision) -> None:
-    """Fail before any work, naming the param."""
-    if backend not in ENGINES:
-        raise MusictagError(f"train.backend: unknown backend '{backend}'; known: {', '.join(ENGINES)}")
-    if keras.backend.backend() != backend:
-        raise MusictagError(f"train.backend: {backend} asked for, but Keras runs on {keras.backend.backend()} "
-                            "(musictag.engines.select_backend must run before Keras is imported)")
-    if strategy not in ENGINES[backend].strategies:
-        raise MusictagError(f"train.strategy: '{strategy}' is not one of the {backend} backend's: "
-                            f"{', '.join(ENGINES[backend].strategies)}")
-    if isinstance(mixed_precision, bool) and mixed_precision or mixed_precision not in MIXED_PRECISION:
-        raise MusictagError(f"train.mixed_precision: expected false, float16 or bfloat16, got {mixed_precision!r}")
-    if model not in MODELS:
-        raise MusictagError(f"model: unknown architecture '{model}'; known: {', '.join(MODELS)}")
-    for name, value in (("train.epochs", epochs), ("train.batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise MusictagError(f"{name}: need a positive integer, got {value!r}")
-    if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-        raise MusictagError(f"train.learning_rate: need a positive number, got {learning_rate!r}")
-
-
 def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, model: str, hyperparameters: dict,
-          epochs: int, batch_size: int, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
-          epsilon: float = 1e-8, shuffle_buffer: int = 512, seed: int = 2018, early_stopping_patience: int = 0,
-          mixed_precision: bool | str = False, jit_compile: bool = False, strategy: str = "default",
-          backend: str = "tensorflow", timing_csv: Path | None = None) -> dict:
+          epochs: int, batch_size: int, learning_rate: float, beta_1: float, beta_2: float, epsilon: float,
+          shuffle_buffer: int, seed: int, early_stopping_patience: int, mixed_precision: bool | str,
+          jit_compile: bool, strategy: str, backend: str, timing_csv: Path | None = None) -> dict:
     """Train `model` on the train split, validating each epoch; return a summary for metrics/.
 
     `out_dir` receives best.keras (highest validation ROC-AUC), last.keras, config.json and
     history.csv, and `live_dir` the dvclive logs, both when the run completes: all of them the same bytes
     whenever the weights are. The epochs' wall-clock times go to `timing_csv` (`Throughput`), which
     must lie outside those outputs. `recovery_root` holds each configuration's crash-recovery folder
-    until its run completes.
+    until its run completes. The params are params.yaml's train section, checked by musictag.params.
     """
-    check_params(model, epochs, batch_size, learning_rate, strategy, backend, mixed_precision)
+    if keras.backend.backend() != backend:
+        raise MusictagError(f"train.backend: {backend} asked for, but Keras runs on {keras.backend.backend()} "
+                            "(musictag.engines.select_backend must run before Keras is imported)")
     shards_dir, out_dir, live_dir = map(Path, (shards_dir, out_dir, live_dir))
     index = read_index(shards_dir)
     shaping = {"batch_size": batch_size, "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2,

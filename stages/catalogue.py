@@ -1,13 +1,16 @@
 """Stage `catalogue`: the songs to recommend from, tagged from audio when they are not the training data's."""
 from musictag.catalogue import build_catalogue
 from musictag.errors import run_main
-from musictag.paths import DATA_DIR, load_params
+from musictag.params import load_params
+from musictag.paths import DATA_DIR
 
 
 def main() -> None:
-    params = load_params("catalogue")
+    params, clean = load_params("catalogue"), load_params("clean")
     counts = build_catalogue(DATA_DIR / "catalogue", DATA_DIR / "model", DATA_DIR / "predictions.npz",
-                             DATA_DIR / "clean.csv", **params, data_params=load_params("data"))
+                             DATA_DIR / "clean.csv", **params, data_params=load_params("data"),
+                             file_checks={"min_duration_s": clean["min_duration_s"],
+                                          "silence_dbfs": clean["silence_dbfs"]})
     if params["source"] == "training":
         print(f"catalogue: {counts['n_songs']} songs, the pipeline's own (data/predictions.npz)")
     else:

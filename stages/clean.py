@@ -7,7 +7,8 @@ and the headline counts (the seed removed 39/5/6 unusable songs from MSD's train
 from musictag.cleaning import clean_manifest
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR
 
 
 def main() -> None:

@@ -8,14 +8,15 @@ and data/corpus stays empty).
 from musictag.datasets import build_manifest
 from musictag.errors import run_main
 from musictag.files import write_csv, write_json
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params, resolve
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR, resolve
 
 
 def main() -> None:
     data = load_params("data")
     source = data.get("source")
     corpus_dir = resolve(data["embedded"]["audio_dir"])
-    manifest = build_manifest(source, data.get(source, {}))
+    manifest = build_manifest(source, data[source])
     corpus_dir.mkdir(parents=True, exist_ok=True)  # an (empty) output even for external datasets
     manifest.write(DATA_DIR / "manifest.csv")
     summary = {"source": source, **manifest.summary()}

@@ -3,7 +3,8 @@ import json
 
 from musictag.errors import run_main
 from musictag.metrics import evaluate
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR
 
 
 def main() -> None:
@@ -14,9 +15,9 @@ def main() -> None:
         model_dir=DATA_DIR / "model",
         metrics_dir=METRICS_DIR,
         plots_dir=METRICS_DIR / "plots",
-        top_songs=params.get("top_songs"),  # no default here: params.yaml holds it, a missing key is named
-        top_k=params.get("top_k"),
-        songs=params.get("songs") or (),
+        top_songs=params["top_songs"],
+        top_k=params["top_k"],
+        songs=params["songs"],
     )
     print(json.dumps({key: summary[key] for key in ("n_test", "n_tags_evaluable", "roc_auc", "pr_auc")}))
 

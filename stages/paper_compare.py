@@ -9,7 +9,8 @@ from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.manifest import Manifest
 from musictag.paper import compare, headline_metrics, library_versions, load_runs, write_report
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR
 
 
 def main() -> None:
@@ -17,7 +18,7 @@ def main() -> None:
     options = params["paper"]
     runs = load_runs(DATA_DIR / "paper" / "runs", options["architectures"], options["seeds"], DATA_DIR / "clean.csv")
     source = params["data"]["source"]
-    categories = tag_categories(source, runs[0].tag_names, params["data"].get(source) or {})
+    categories = tag_categories(source, runs[0].tag_names, params["data"][source])
     comparison = compare(runs, categories, level=options["level"], n_bootstrap=options["n_bootstrap"],
                          seed=options["bootstrap_seed"])
     headline = headline_metrics(comparison)
@@ -33,7 +34,7 @@ def main() -> None:
                 "trained on": json.dumps(trained.get("hardware", {})),
                 "report made on": f"{platform.platform()}, {os.cpu_count()} cores",
                 "libraries": ", ".join(f"{k} {v}" for k, v in library_versions().items())}
-    write_report(comparison, runs, settings, METRICS_DIR / "paper" / "report.html", params.get("tsne") or {},
+    write_report(comparison, runs, settings, METRICS_DIR / "paper" / "report.html", params["tsne"],
                  top_songs=params["evaluate"]["top_songs"], top_k=params["evaluate"]["top_k"])
     print(json.dumps(headline))
 

@@ -9,7 +9,8 @@ from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.metrics import align_ground_truth, tag_metrics
 from musictag.paper import MODEL_DIR, PREDICTIONS, TIMING, run_name
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR, train_recovery_dir
 from musictag.tagging import Tagger
 
 

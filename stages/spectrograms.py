@@ -3,7 +3,8 @@ import json
 
 from musictag.errors import run_main
 from musictag.manifest import Manifest
-from musictag.paths import DATA_DIR, load_params, resolve
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, resolve
 from musictag.spectrograms import extract
 
 

@@ -4,7 +4,8 @@ import json
 from musictag.engines import select_backend
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params, train_recovery_dir
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR, train_recovery_dir
 
 
 def main() -> None:

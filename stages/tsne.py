@@ -9,7 +9,8 @@ import shutil
 
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.paths import DATA_DIR, METRICS_DIR, load_params
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR
 from musictag.tsne_map import build_map
 
 

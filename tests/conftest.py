@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from musictag.params import defaults
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-FRONT_END = {"sample_rate_hz": 12000, "duration_s": 29.12, "n_fft": 512, "hop_length": 256, "n_mels": 96,
-             "square_power": True, "ref": 1.0, "amin": 1e-10, "top_db": 80.0}  # params.yaml's defaults
+FRONT_END = defaults("spectrograms")["front_end"]  # params.yaml's, the one home of every default
 
 
 @pytest.fixture(scope="session")

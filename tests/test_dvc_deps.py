@@ -160,7 +160,7 @@ def test_paper_stages_list_the_modules_they_import_and_the_params_they_read():
 def test_the_derivation_sees_function_level_imports_and_params_reads(tmp_path):
     """The checker itself: a late import and a params key read through a section variable are found."""
     script = tmp_path / "stage.py"
-    script.write_text("from musictag.paths import load_params\n"
+    script.write_text("from musictag.params import load_params\n"
                       "def main():\n"
                       "    from musictag.recommend import build_index\n"
                       "    params = load_params()\n"
