@@ -28,7 +28,7 @@ import soundfile
 from threadpoolctl import threadpool_limits
 
 from musictag.manifest import Manifest
-from musictag.params import load_params
+from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
 from musictag.spectrograms import extract
 
@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--long-s", type=float, default=0, help="loop clips into tracks this long first")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the three measurements")
     args = parser.parse_args()
-    front_end = load_params("spectrograms")["front_end"]
+    options = defaults("spectrograms", executor="processes", chunk_size=64)  # workers set below
+    front_end = options["front_end"]
     clips = Manifest.read(DATA_DIR / "clean.csv").clips.head(args.songs)
     cores = os.cpu_count()
     rounds = []  # songs/s of the plain loop, 1 worker and all cores, per round
@@ -83,7 +84,7 @@ def main() -> None:
             rates = [len(paths) / (time.perf_counter() - started)]
             for workers in (1, cores):
                 started = time.perf_counter()
-                extract(ids, paths, Path(tmp) / f"store{workers}", front_end, chunk_size=64, workers=workers)
+                extract(ids, paths, Path(tmp) / f"store{workers}", **{**options, "workers": workers})
                 rates.append(len(paths) / (time.perf_counter() - started))
             rounds.append(rates)
     plain_rate, rate_1, rate_n = (statistics.median(column) for column in zip(*rounds))

@@ -17,8 +17,11 @@ import time
 
 import numpy as np
 
+from musictag.params import defaults
 from musictag.predictions import Predictions
 from musictag.recommend import RecommendIndex, _one_thread, synthetic_probabilities
+
+RECOMMEND = defaults("recommend")  # params.yaml's: the index the pipeline builds
 
 
 def timed(queries, search) -> tuple[np.ndarray, list]:
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--exact-songs", type=int, default=20_000,
+    parser.add_argument("--exact-songs", type=int, default=RECOMMEND["exact_max_songs"],
                         help="also time brute force on this many songs (the exact_max_songs default)")
     parser.add_argument("--skip-sklearn", action="store_true", help="leave out scikit-learn (slow to fit)")
     args = parser.parse_args()
@@ -77,7 +80,7 @@ def main() -> None:
     catalogue = Predictions(ids, np.full(n, "catalogue"), probabilities, no_embeddings, [f"tag{j}" for j in range(args.tags)])
     queries = np.random.default_rng(args.seed + 1).choice(n, size=min(args.queries, n), replace=False)
 
-    brute = RecommendIndex.build(catalogue, exact_max_songs=n)  # rows in catalogue order
+    brute = RecommendIndex.brute_force(catalogue, "tags")  # rows in catalogue order
     vectors = brute.vectors
     started = time.perf_counter()
     scores = vectors[queries] @ vectors.T
@@ -88,7 +91,8 @@ def main() -> None:
     del scores
 
     started = time.perf_counter()
-    graph = RecommendIndex.build(catalogue)
+    graph = RecommendIndex.build(catalogue, "tags", RECOMMEND["exact_max_songs"], RECOMMEND["hnsw_m"],
+                                 RECOMMEND["ef_search"])
     build_s = time.perf_counter() - started
     catalogue_row = {song_id: i for i, song_id in enumerate(ids.tolist())}
 
@@ -99,15 +103,15 @@ def main() -> None:
     report("numpy brute force, batch of queries", np.array([batch_ms]), 1.0, f"{len(queries)} at once, amortised")
     if 0 < args.exact_songs < n:
         cut = catalogue.take(slice(0, args.exact_songs))
-        small = RecommendIndex.build(cut, exact_max_songs=args.exact_songs)
+        small = RecommendIndex.brute_force(cut, "tags")
         times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
                          else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))
         report(f"numpy brute force, {args.exact_songs} songs", times, 1.0, "exact_max_songs default")
     for ef_search in (32, 48, 64, 128):
         graph.ef_search = ef_search
         times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in graph.similar(ids[r], k)])
-        default = " <- default" if ef_search == 48 else ""
-        report(f"faiss HNSW M 16, ef_search {ef_search}", times, recall(got, exact),
+        default = " <- default" if ef_search == RECOMMEND["ef_search"] else ""
+        report(f"faiss HNSW M {RECOMMEND['hnsw_m']}, ef_search {ef_search}", times, recall(got, exact),
                f"build {build_s:.0f} s (one thread){default}")
     ivf_index(vectors, queries, exact, k)
 

@@ -17,32 +17,32 @@ MSD_SONGS = 242_000
 STAGES = {
     "corpus": """
 from musictag.corpus import build_corpus
-m = build_corpus({n}, 2018, 16000, 29.12, [0.8, 0.1, 0.1], audio_dir=r'{tmp}/corpus')
+m = build_corpus(**{{**defaults('data')['embedded'], 'n_clips': {n}, 'audio_dir': r'{tmp}/corpus'}})
 m.write(Path(r'{tmp}/manifest.csv'))""",
     "clean": """
 from musictag.cleaning import clean_manifest
 clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tmp}/rejects.csv'),
-               Path(r'{tmp}/rejects_per_reason.csv'), 1.0, -60.0)""",
+               Path(r'{tmp}/rejects_per_reason.csv'), **defaults('clean'))""",
     "spectrograms": """
 from musictag.manifest import Manifest
-from musictag.params import load_params
 from musictag.spectrograms import extract
 m = Manifest.read(Path(r'{tmp}/clean.csv'))
 extract(list(m.clips['id']), list(m.clips['audio_path']), Path(r'{tmp}/spectrograms'),
-        load_params('spectrograms')['front_end'], chunk_size=64)""",
+        **defaults('spectrograms', chunk_size=64))""",
     "shards": """
 from musictag.manifest import Manifest
 from musictag.records import write_shards
 write_shards(Path(r'{tmp}/spectrograms'), Manifest.read(Path(r'{tmp}/clean.csv')), Path(r'{tmp}/shards'),
-             examples_per_shard=64, compression='')""",
+             **defaults('shards', examples_per_shard=64, compression=''))""",
     "train (1 epoch k2c1)": """
 from musictag.training import train
 train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/recovery'), Path(r'{tmp}/live'), model='k2c1',
-      hyperparameters={{}}, epochs=1, batch_size=16, learning_rate=1e-3)""",
+      hyperparameters={{}}, **defaults('train', epochs=1, batch_size=16, learning_rate=1e-3))""",
 }
 MEASURE = """
 import resource, sys, time
 from pathlib import Path  # the stage bodies build paths
+from musictag.params import defaults  # and take params.yaml's values
 started = time.perf_counter()
 {body}
 print('RESULT', time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -24,6 +24,7 @@ import soxr
 from musictag.audio import log_mel
 from musictag.library import tag_files
 from musictag.manifest import Manifest
+from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
 from musictag.tagging import Tagger
 
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     tagger = Tagger(DATA_DIR / "model")
+    catalogue, clean = defaults("catalogue"), defaults("clean")  # as the catalogue stage tags
+    limits = {"timeout_s": catalogue["timeout_s"], "memory_limit_mb": catalogue["memory_limit_mb"],
+              "min_duration_s": clean["min_duration_s"], "silence_dbfs": clean["silence_dbfs"]}
     clips = Manifest.read(DATA_DIR / "clean.csv").clips.head(args.tracks)
     with tempfile.TemporaryDirectory() as tmp:
         paths = full_length_tracks([str(resolve(p)) for p in clips["audio_path"]], Path(tmp))
@@ -79,7 +83,7 @@ def main() -> None:
                 obvious_loop(tagger, paths, mode)
                 plain.append(len(paths) / (time.perf_counter() - started))
                 started = time.perf_counter()
-                for _, tagged in tag_files(tagger, paths, mode):
+                for _, tagged in tag_files(tagger, paths, mode, **limits):
                     assert not hasattr(tagged, "reason"), tagged
                 library.append(len(paths) / (time.perf_counter() - started))
     print(f"tagging {len(paths)} full-length tracks ({minutes:.0f} min of MP3/OGG at 44.1/48 kHz), "

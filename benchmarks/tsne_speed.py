@@ -14,6 +14,7 @@ import argparse
 import os
 import time
 
+from musictag.params import defaults
 from musictag.recommend import synthetic_probabilities
 from musictag.tsne_map import embed, neighbourhood_kept
 
@@ -25,13 +26,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    tsne = defaults("tsne")  # the pipeline's perplexity, metric and iterations
     print(f"t-SNE of synthetic tag probabilities ({args.tags} tags), {cores} cores")
     print(f"  {'points':>7s}  {'library':12s} {'seconds':>8s} {'KL':>7s} {'10-NN kept':>10s}")
     for n in args.songs:
         points = synthetic_probabilities(n, args.tags, seed=args.seed)
         for implementation, name in (("sklearn", "scikit-learn"), ("opentsne", "openTSNE")):
             started = time.perf_counter()
-            coordinates, kl = embed(points, implementation, perplexity=30, seed=args.seed, n_jobs=cores)
+            coordinates, kl = embed(points, implementation, tsne["perplexity"], tsne["metric"], args.seed, cores,
+                                    tsne["n_iter"])
             seconds = time.perf_counter() - started
             kept = neighbourhood_kept(points, coordinates, 10, seed=args.seed)
             print(f"  {n:7d}  {name:12s} {seconds:8.1f} {kl:7.3f} {kept:10.3f}", flush=True)

@@ -67,7 +67,8 @@ def tiny_shards(tmp_path_factory):
                           "artist": [f"a{i % 8}" for i in range(64)], "title": ids})
     targets = np.random.default_rng(1).random((64, 5)) < 0.3
     manifest = Manifest(clips, ["t0", "t1", "t2", "t3", "t4"], targets)
-    write_shards(root / "store", manifest, root / "shards", examples_per_shard=8, compression="", seed=3)
+    write_shards(root / "store", manifest, root / "shards",
+                 **defaults("shards", examples_per_shard=8, compression="", seed=3))
     return root / "shards"
 
 
@@ -78,7 +79,7 @@ def tiny_model(tiny_shards, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("model")
     train(tiny_shards, root / "model", root / "recovery", root / "live", model="k2c1", hyperparameters={},
-          epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)
+          **defaults("train", epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5))
     return root / "model"
 
 

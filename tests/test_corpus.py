@@ -5,6 +5,7 @@ import soundfile
 
 from musictag import corpus
 from musictag.errors import MusictagError
+from musictag.params import defaults
 
 
 def test_clips_are_29_12_s_non_silent_flac(tiny_corpus):
@@ -109,9 +110,8 @@ def test_short_tunes_repeat_and_long_works_are_windowed():
     assert len(window) == 10 and window[:, 0].min() >= 0 and (window[:, 0] + window[:, 1]).max() <= 10.0
 
 
-def test_bad_sizes_fail_before_any_work(tmp_path):
-    with pytest.raises(MusictagError, match="data.embedded.n_clips"):
-        corpus.build_corpus(2, 0, 16000, 29.12, [0.8, 0.1, 0.1], str(tmp_path / "a"))
-    with pytest.raises(MusictagError, match="data.embedded.split_fractions"):
-        corpus.build_corpus(10, 0, 16000, 29.12, [0.8, 0.1], str(tmp_path / "a"))
+def test_more_clips_than_works_fail_before_any_work(tmp_path):
+    options = {**defaults("data")["embedded"], "n_clips": 10**6, "audio_dir": str(tmp_path / "a")}
+    with pytest.raises(MusictagError, match=r"data\.embedded\.n_clips: at most \d+ works are available"):
+        corpus.build_corpus(**options)
     assert not (tmp_path / "a").exists()

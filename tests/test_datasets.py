@@ -21,10 +21,12 @@ from musictag.datasets import (
     mtg_jamendo,
 )
 from musictag.errors import MusictagError
+from musictag.params import defaults
 
 # copied from ../shared/dataset-samples (its README.md describes each file), so a plain clone runs these tests
 SAMPLES = Path(__file__).resolve().parent / "data" / "dataset-samples"
 AUDIO = os.path.join("music", "audio")  # relative on purpose: audio paths must keep it as given
+FOLDER = defaults("data")["folder"]  # params.yaml's column names, tag separator, seed and split fractions
 
 
 def sample(*parts: str) -> Path:
@@ -48,6 +50,11 @@ def write_crlf(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def folder_options(tags_csv, **options) -> dict:
+    """The folder adapter's keyword arguments: params.yaml's, with AUDIO, `tags_csv` and `options`."""
+    return {**FOLDER, "audio_dir": AUDIO, "tags_csv": tags_csv, **options}
+
+
 def rows_of(manifest: Manifest, tag: str) -> list[str]:
     """Ids of the clips tagged `tag`."""
     column = manifest.tag_names.index(tag)
@@ -57,12 +64,6 @@ def rows_of(manifest: Manifest, tag: str) -> list[str]:
 def test_registry_names_every_adapter():
     assert {"folder", "msd", "mtat", "mtg-jamendo"} <= set(DATASETS)
     assert DATASETS["mtg-jamendo"] is mtg_jamendo
-
-
-def test_unknown_source_and_bad_option_are_one_line_errors():
-    one_line_error(lambda: build_manifest("fma", {}), "data.source", "fma")
-    typo = {"split_dir": "x", "audio_dir": "y", "tag_file": "z"}
-    one_line_error(lambda: build_manifest("msd", typo), "data.msd", "tag_file")
 
 
 # --- folder ---------------------------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ b2,jazz/b2.mp3,Bob,Four,train,
 def test_folder_reads_every_column(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_text(FOLDER_CSV)
-    manifest = DATASETS["folder"](audio_dir=AUDIO, tags_csv=csv_path)
+    manifest = DATASETS["folder"](**folder_options(csv_path))
     assert list(manifest.clips["id"]) == ["a1", "a2", "b1", "b2"]
     assert list(manifest.clips["split"]) == ["train", "valid", "test", "train"]
     assert manifest.clips["title"][0] == "Song, One"
@@ -90,7 +91,7 @@ def test_folder_reads_every_column(tmp_path):
 def test_folder_accepts_excel_bom_and_crlf(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_bytes(b"\xef\xbb\xbfid,path,tags\r\nx1,x.mp3,rock\r\n")
-    manifest = DATASETS["folder"](audio_dir=AUDIO, tags_csv=csv_path)
+    manifest = DATASETS["folder"](**folder_options(csv_path))
     assert list(manifest.clips["id"]) == ["x1"] and manifest.tag_names == ["rock"]
 
 
@@ -98,7 +99,7 @@ def test_folder_defaults_id_from_path_and_draws_splits_by_artist(tmp_path):
     csv_path = tmp_path / "tags.csv"
     lines = ["path,artist,tags"] + [f"{artist}/{n}.mp3,{artist},pop" for artist in "ABCDEFGH" for n in range(3)]
     csv_path.write_text("\n".join(lines) + "\n")
-    options = dict(audio_dir=AUDIO, tags_csv=csv_path, seed=3, split_fractions=[0.5, 0.25, 0.25])
+    options = folder_options(csv_path, seed=3, split_fractions=[0.5, 0.25, 0.25])
     manifest = build_manifest("folder", options)
     assert manifest.clips["id"][0] == "A/0"
     assert set(manifest.clips["title"]) == {""}
@@ -110,29 +111,27 @@ def test_folder_defaults_id_from_path_and_draws_splits_by_artist(tmp_path):
 def test_folder_without_artist_groups_by_id(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_text("path,tags\n" + "".join(f"{n}.mp3,pop\n" for n in range(10)))
-    manifest = DATASETS["folder"](audio_dir=AUDIO, tags_csv=csv_path)
+    manifest = DATASETS["folder"](**folder_options(csv_path))
     assert manifest.summary()["clips_per_split"] == {"train": 8, "valid": 1, "test": 1}
 
 
 def test_folder_errors_name_csv_and_column(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_text("path,labels\nx.mp3,rock\n")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, csv_path), str(csv_path), "'tags'", "tags_column")
+    one_line_error(lambda: DATASETS["folder"](**folder_options(csv_path)), str(csv_path), "'tags'", "tags_column")
     csv_path.write_text("path,tags\nx.mp3,rock,extra\n")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, csv_path), str(csv_path), "line 2", "3 fields")
+    one_line_error(lambda: DATASETS["folder"](**folder_options(csv_path)), str(csv_path), "line 2", "3 fields")
     csv_path.write_text("path,tags,split\nx.mp3,rock,validation\n")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, csv_path), str(csv_path), "'validation'")
+    one_line_error(lambda: DATASETS["folder"](**folder_options(csv_path)), str(csv_path), "'validation'")
     csv_path.write_text("path,tags\nx.mp3,rock\nx.ogg,pop\n")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, csv_path), str(csv_path), "'x'", "more than once")
-    csv_path.write_text("path,tags\nx.mp3,rock\n")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, csv_path, split_fractions=[1, 2]), "split_fractions")
-    one_line_error(lambda: DATASETS["folder"](AUDIO, tmp_path / "nope.csv"), "nope.csv", "not found")
+    one_line_error(lambda: DATASETS["folder"](**folder_options(csv_path)), str(csv_path), "'x'", "more than once")
+    one_line_error(lambda: DATASETS["folder"](**folder_options(tmp_path / "nope.csv")), "nope.csv", "not found")
 
 
 def test_build_manifest_folder_round_trips_through_write_and_read(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_text(FOLDER_CSV.replace("a1,", "007,", 1))
-    built = build_manifest("folder", {"audio_dir": AUDIO, "tags_csv": str(csv_path)})
+    built = build_manifest("folder", folder_options(str(csv_path)))
     built.write(tmp_path / "out" / "manifest.csv")
     read = Manifest.read(tmp_path / "out" / "manifest.csv")
     assert read.clips["id"][0] == "007"
@@ -175,6 +174,10 @@ def test_msd_fixture_uses_builtin_tag_order(tmp_path):
     assert rows_of(manifest, "pop") == ["TRAAAAW128F429D538", "TRAADQW128F427CE68"]
     assert rows_of(manifest, "happy") == list(manifest.clips["id"])
     assert manifest.targets.sum() == 10
+    as_params = msd(tmp_path / "split", AUDIO, tags_file="", keep_lists=[], tracks_file="")  # params.yaml: none
+    pd.testing.assert_frame_equal(as_params.clips, manifest.clips)
+    assert as_params.tag_names == manifest.tag_names
+    np.testing.assert_array_equal(as_params.targets, manifest.targets)
 
 
 def test_msd_track_metadata_names_artists_and_titles(tmp_path):
@@ -322,25 +325,27 @@ def test_mtat_lee_camelcase_tag_list_maps_to_header_spelling(tmp_path):
     assert rows_of(manifest, "no voice") == ["10"]
 
 
-def test_mtat_errors_name_file_or_param(tmp_path):
+def test_mtat_errors_name_the_file(tmp_path):
     csv_path = write_mtat_annotations(tmp_path / "annotations_final.csv")
-    one_line_error(lambda: mtat(csv_path, AUDIO, split="random"), "data.mtat.split", "random")
-    one_line_error(lambda: mtat(csv_path, AUDIO), "data.mtat.split_dir")
     won = tmp_path / "won2020"
     won.mkdir()
     np.save(won / "tags.npy", np.array(["rock", "male vocal"]))
     for split in SPLITS:
         np.save(won / f"{split}.npy", np.array([f"0\t{MTAT_ROWS[0][2]}"] if split == "test" else [], dtype="<U60"))
-    one_line_error(lambda: mtat(csv_path, AUDIO, split_dir=won), "tags.npy", "male vocal", str(csv_path))
+
+    def won2020():
+        return mtat(csv_path, AUDIO, split="won2020", split_dir=won)
+
+    one_line_error(won2020, "tags.npy", "male vocal", str(csv_path))
     np.save(won / "tags.npy", np.array(["rock"]))
     np.save(won / "valid.npy", np.array([f"1\t{MTAT_ROWS[2][2]}"]))
-    one_line_error(lambda: mtat(csv_path, AUDIO, split_dir=won), "valid.npy", "element 0", "row 1")
+    one_line_error(won2020, "valid.npy", "element 0", "row 1")
     np.save(won / "valid.npy", np.array(["9\ty"]))
-    one_line_error(lambda: mtat(csv_path, AUDIO, split_dir=won), "valid.npy", "row 9", "6 data rows")
+    one_line_error(won2020, "valid.npy", "row 9", "6 data rows")
     np.save(won / "valid.npy", np.array([f"0\t{MTAT_ROWS[0][2]}"]))
-    one_line_error(lambda: mtat(csv_path, AUDIO, split_dir=won), "test.npy", "row 0", "valid.npy")
+    one_line_error(won2020, "test.npy", "row 0", "valid.npy")
     np.save(won / "valid.npy", np.array([2, 5]))
-    one_line_error(lambda: mtat(csv_path, AUDIO, split_dir=won), "valid.npy", "ROW<tab>PATH")
+    one_line_error(won2020, "valid.npy", "ROW<tab>PATH")
     bad_value = [("2", "001200", MTAT_ROWS[0][2])]
     write_mtat_annotations(csv_path, bad_value)
     one_line_error(lambda: mtat(csv_path, AUDIO, split="folders"), str(csv_path), "line 2", "'2'", "classical")
@@ -380,13 +385,14 @@ def test_mtat_reconstructed_sample_with_won_split(tmp_path):
 def test_mtat_real_won_files_against_the_short_sample(tmp_path):
     annotations = sample("mtat", "annotations_final.RECONSTRUCTED.csv")
     won_sample = sample("mtat", "won2020")
-    one_line_error(lambda: mtat(annotations, AUDIO, split_dir=won_sample), "train.npy", "not found")
+    one_line_error(lambda: mtat(annotations, AUDIO, split="won2020", split_dir=won_sample), "train.npy", "not found")
     won = tmp_path / "won2020"
     shutil.copytree(won_sample, won)
     os.chmod(won, 0o755)
     np.save(won / "train.npy", np.load(won_sample / "test.npy")[:0])
     # the real valid.npy starts at annotation row 5, which the 5-row sample does not have
-    one_line_error(lambda: mtat(annotations, AUDIO, split_dir=won), "valid.npy", "row 5", "5 data rows")
+    one_line_error(lambda: mtat(annotations, AUDIO, split="won2020", split_dir=won), "valid.npy", "row 5",
+                   "5 data rows")
     lee = mtat(annotations, AUDIO, split="folders", split_dir=sample("mtat", "lee2017"))
     assert lee.tag_names[-3:] == ["female voice", "metal", "choral"]  # Lee's order, header spelling
 
@@ -429,7 +435,7 @@ def test_mtg_jamendo_fixture(tmp_path):
 
 def test_mtg_jamendo_without_tag_file_uses_sorted_tags_seen(tmp_path):
     write_jamendo(tmp_path / "splits", vocabulary=None)
-    manifest = mtg_jamendo(tmp_path / "splits", AUDIO)
+    manifest = mtg_jamendo(tmp_path / "splits", AUDIO, split_number=0)
     assert manifest.tag_names == sorted(JAMENDO_VOCABULARY)
     assert rows_of(manifest, "instrument---piano") == ["track_0000301", "track_0000400"]
 
@@ -437,23 +443,26 @@ def test_mtg_jamendo_without_tag_file_uses_sorted_tags_seen(tmp_path):
 def test_mtg_jamendo_errors_name_the_file(tmp_path):
     splits_dir = tmp_path / "data" / "splits"
     write_jamendo(splits_dir, vocabulary=JAMENDO_VOCABULARY[:3])
-    one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO), "-train.tsv", "line 2", "'genre---pop'", "top50.txt")
+
+    def split0():
+        return mtg_jamendo(splits_dir, AUDIO, split_number=0)
+
+    one_line_error(split0, "-train.tsv", "line 2", "'genre---pop'", "top50.txt")
     write_jamendo(splits_dir)
     one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO, split_number=1), "split-1", "-train.tsv", "not found")
-    one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO, split_number="0"), "data.mtg-jamendo.split_number")
     test_tsv = splits_dir / "split-0" / "autotagging_top50tags-test.tsv"
     write_crlf(test_tsv, [JAMENDO_HEADER, "track_0000400\tartist_000001\talbum_000004\t00/400.mp3\t99.9"])
-    one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO), str(test_tsv), "line 2", "5 fields")
+    one_line_error(split0, str(test_tsv), "line 2", "5 fields")
     write_crlf(test_tsv, ["TRACK_ID,ARTIST_ID,ALBUM_ID,PATH,DURATION,TAGS"])
-    one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO), str(test_tsv), "header")
+    one_line_error(split0, str(test_tsv), "header")
     duplicate = "track_0000215\tartist_000001\talbum_000001\t15/215.mp3\t1.0\tgenre---pop"  # also in train
     write_crlf(test_tsv, [JAMENDO_HEADER, duplicate])
-    one_line_error(lambda: mtg_jamendo(splits_dir, AUDIO), "split-0", "'track_0000215'", "more than once")
+    one_line_error(split0, "split-0", "'track_0000215'", "more than once")
 
 
 def test_mtg_jamendo_split0_samples():
     splits_dir = sample("mtg-jamendo", "splits")
-    manifest = mtg_jamendo(splits_dir, AUDIO)
+    manifest = mtg_jamendo(splits_dir, AUDIO, split_number=0)
     assert manifest.summary()["clips_per_split"] == {"train": 20, "valid": 20, "test": 20}
     assert manifest.tag_names == sample("mtg-jamendo", "tags", "top50.txt").read_text().split("\n")[:50]
     for split, file_split in (("train", "train"), ("valid", "validation"), ("test", "test")):

@@ -5,15 +5,21 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import kill_9_when, write_store
+from conftest import FRONT_END, kill_9_when, write_store
 from dvc_repo import DvcRepo
 from test_audio import BAD_FILES, write
 from test_records import tree_bytes
 
 from musictag.manifest import Manifest
+from musictag.params import defaults
 from musictag.records import write_shards
 from musictag.spectrograms import extract
 from musictag.store import SpectrogramStore
+
+# extract's params beside the front end, and write_shards': params.yaml's, in small chunks and shards
+SPECTROGRAMS = {key: value for key, value in defaults("spectrograms", chunk_size=2, workers=2).items()
+                if key != "front_end"}
+SHARDS = defaults("shards", examples_per_shard=4, compression="", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ def slow(path, **front_end):
     return spectrogram_of(path, **front_end)
 
 spectrograms.spectrogram_of = slow
-spectrograms.extract({ids!r}, {paths!r}, Path({out!r}), {front_end!r}, chunk_size=2, workers=2)
+spectrograms.extract({ids!r}, {paths!r}, Path({out!r}), {front_end!r}, **{settings!r})
 """
 SLOW_SHARDING = """
 import time
@@ -103,23 +109,23 @@ from musictag.store import SpectrogramStore
 
 read_row = SpectrogramStore.__getitem__
 SpectrogramStore.__getitem__ = lambda store, id_: (time.sleep(0.05), read_row(store, id_))[1]
-records.write_shards(Path({store!r}), Manifest.read(Path({manifest!r})), Path({out!r}), examples_per_shard=4,
-                     compression="", seed=3)
+records.write_shards(Path({store!r}), Manifest.read(Path({manifest!r})), Path({out!r}), **{settings!r})
 """
 
 
 def test_kill_9_mid_extraction_then_rerun_gives_the_uninterrupted_store(tmp_path):
-    front_end = {"sample_rate_hz": 12000, "duration_s": 3.0}
+    front_end = {**FRONT_END, "duration_s": 3.0}
     ids = [f"s{i}" for i in range(12)]
     paths = [str(write(tmp_path / f"{id_}.wav", 2.0 + i % 3, 16000)) for i, id_ in enumerate(ids)]
     store, scratch = tmp_path / "store", tmp_path / "store.partial"
-    kill_9_when(SLOW_EXTRACTION.format(ids=ids, paths=paths, out=str(store), front_end=front_end),
+    kill_9_when(SLOW_EXTRACTION.format(ids=ids, paths=paths, out=str(store), front_end=front_end,
+                                       settings=SPECTROGRAMS),
                 lambda: any(scratch.glob("chunk-*.npy")))
     assert not store.exists()  # nothing is published before the whole store is done
     done_before = {path.name for path in scratch.glob("chunk-*.npy")}
-    resumed = extract(ids, paths, store, front_end, chunk_size=2, workers=2)
+    resumed = extract(ids, paths, store, front_end, **SPECTROGRAMS)
     assert resumed["resumed_songs"] == 2 * len(done_before) < len(ids)
-    extract(ids, paths, tmp_path / "fresh", front_end, chunk_size=2, workers=1)
+    extract(ids, paths, tmp_path / "fresh", front_end, **{**SPECTROGRAMS, "workers": 1})
     assert (store / "index.json").read_bytes() == (tmp_path / "fresh" / "index.json").read_bytes()
     for (id_a, a), (id_b, b) in zip(SpectrogramStore(store).items(), SpectrogramStore(tmp_path / "fresh").items(),
                                     strict=True):
@@ -134,13 +140,13 @@ def test_kill_9_mid_sharding_keeps_the_previous_shards_and_a_rerun_writes_the_un
     manifest = Manifest(clips, ["t0", "t1"], np.random.default_rng(0).random((40, 2)) < 0.5)
     manifest.write(tmp_path / "manifest.csv")
     out, partial = tmp_path / "shards", tmp_path / "shards.partial"
-    write_shards(tmp_path / "store", manifest, out, examples_per_shard=4, compression="", seed=1)
+    write_shards(tmp_path / "store", manifest, out, **{**SHARDS, "seed": 1})
     previous = tree_bytes(out)
     kill_9_when(SLOW_SHARDING.format(store=str(tmp_path / "store"), manifest=str(tmp_path / "manifest.csv"),
-                                     out=str(out)),
+                                     out=str(out), settings=SHARDS),
                 lambda: partial.exists() and any(partial.glob("*.tfrecord")))
     assert tree_bytes(out) == previous  # the killed run touched only its .partial directory
-    write_shards(tmp_path / "store", manifest, out, examples_per_shard=4, compression="", seed=3)
-    write_shards(tmp_path / "store", manifest, tmp_path / "fresh", examples_per_shard=4, compression="", seed=3)
+    write_shards(tmp_path / "store", manifest, out, **SHARDS)
+    write_shards(tmp_path / "store", manifest, tmp_path / "fresh", **SHARDS)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh") != previous
     assert not partial.exists()

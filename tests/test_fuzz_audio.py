@@ -16,15 +16,18 @@ import time
 import audio_fuzz
 import numpy as np
 import pytest
+from conftest import FRONT_END
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
 from musictag.errors import MusictagError
+from musictag.params import defaults
 from musictag.pool import BoundedPool, Failure
 
 CASES = int(os.environ.get("MUSICTAG_FUZZ_CASES", "300"))
 TIMEOUT_S, MEMORY_LIMIT_MB = 30.0, 1024.0  # clean's and extraction's defaults are 120 s / 60 s and 1024 MB
+CHECKS = {key: defaults("clean")[key] for key in ("min_duration_s", "silence_dbfs")}  # clean's thresholds
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +39,11 @@ def base_files(tmp_path_factory):
 def pool(base_files, tmp_path_factory):
     """Two bounded workers, forked once the decoders' one-off set-up is done (as extraction forks), so
     the slowest case is a case and not a worker's first call."""
-    warm_up()
+    warm_up(**FRONT_END)
     folder = tmp_path_factory.mktemp("warm")
     for name, data in base_files.items():
         (folder / name).write_bytes(data)
-        check_audio(folder / name)
+        check_audio(folder / name, **CHECKS)
     with BoundedPool(2, TIMEOUT_S, MEMORY_LIMIT_MB) as bounded:
         yield bounded
 
@@ -73,7 +76,7 @@ def _measured(function, path):
 def _extract(path):
     """What extraction does with a kept file, reduced to what the property needs."""
     try:
-        spectrogram = spectrogram_of(path)
+        spectrogram = spectrogram_of(path, **FRONT_END)
     except MusictagError as err:
         return f"spectrogram_of raised: {err}"
     return spectrogram.shape, bool(np.isfinite(spectrogram).all())
@@ -81,7 +84,7 @@ def _extract(path):
 
 def _window(path):
     """What tagging the middle window does (check_window), reduced to what the property needs."""
-    verdict, spectrogram = check_window(path)
+    verdict, spectrogram = check_window(path, **CHECKS, **FRONT_END)
     return verdict.reason, None if spectrogram is None else (spectrogram.shape, bool(np.isfinite(spectrogram).all()))
 
 
@@ -138,7 +141,7 @@ def test_every_damaged_file_is_kept_and_extracted_or_rejected_with_a_reason(base
         stats["cases"] += 1
         stats["per_container"][name] += 1
         # an AudioCheck, or a Failure where the worker was stopped (its reasons are REJECT_REASONS too)
-        reason = _run(pool, check_audio, path, stats, description).reason
+        reason = _run(pool, functools.partial(check_audio, **CHECKS), path, stats, description).reason
         assert reason is None or reason in REJECT_REASONS, description
         if reason is None:
             extracted = _run(pool, _extract, path, stats, description)

@@ -32,8 +32,10 @@ from musictag.metrics import (
     tag_metrics,
     tune_thresholds,
 )
+from musictag.params import defaults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LEVEL = defaults("ci")["level"]  # params.yaml's
 
 
 def random_case(seed=0, n=120, n_tags=6):
@@ -132,7 +134,7 @@ def test_micro_curves_are_small_and_span_the_axes():
 
 
 def test_confidence_interval_is_student_t_over_runs():
-    mean, half_width = confidence_interval([0.8, 0.82, 0.84])
+    mean, half_width = confidence_interval([0.8, 0.82, 0.84], level=0.95)
     s = np.std([0.8, 0.82, 0.84], ddof=1)
     assert mean == pytest.approx(0.82)
     assert half_width == pytest.approx(stats.t.ppf(0.975, 2) * s / math.sqrt(3))
@@ -140,21 +142,21 @@ def test_confidence_interval_is_student_t_over_runs():
     ninety = stats.t.ppf(0.95, 2) * s / math.sqrt(3)
     assert confidence_interval([0.8, 0.82, 0.84], level=0.9)[1] == pytest.approx(ninety)
     with pytest.raises(MusictagError, match="at least 2 runs"):
-        confidence_interval([0.8])
+        confidence_interval([0.8], level=0.95)
     with pytest.raises(MusictagError, match="between 0 and 1"):
         confidence_interval([0.8, 0.9], level=95)
 
 
 def test_runs_table_takes_dotted_names_and_patterns():
     runs = [{"roc_auc": {"macro": v, "micro": v - 0.1}, "n_test": 10} for v in (0.8, 0.82, 0.84)]
-    table = runs_table(runs, ["roc_auc.*"])
+    table = runs_table(runs, ["roc_auc.*"], level=LEVEL)
     assert list(table["metrics"]) == ["roc_auc.macro", "roc_auc.micro"] and table["n_runs"] == 3
-    mean, half_width = confidence_interval([0.7, 0.72, 0.74])
+    mean, half_width = confidence_interval([0.7, 0.72, 0.74], LEVEL)
     assert table["metrics"]["roc_auc.micro"]["mean"] == pytest.approx(mean)
     assert table["metrics"]["roc_auc.micro"]["half_width"] == pytest.approx(half_width)
-    assert "n_test" in runs_table(runs)["metrics"]  # None = every shared numeric metric
+    assert "n_test" in runs_table(runs, None, level=LEVEL)["metrics"]  # None = every shared numeric metric
     with pytest.raises(MusictagError, match="pr_auc"):
-        runs_table(runs, ["pr_auc.macro"])
+        runs_table(runs, ["pr_auc.macro"], level=LEVEL)
 
 
 def exp_state(rev, name, metrics, params=None):
@@ -183,13 +185,14 @@ EXP_SHOW = [
 
 
 def test_dvc_exp_show_json_gives_mean_and_interval_of_the_finished_experiments():
-    result = confidence_intervals_from_experiments(json.dumps(EXP_SHOW), ["roc_auc.macro", "roc_auc.micro"])
+    result = confidence_intervals_from_experiments(json.dumps(EXP_SHOW), ["roc_auc.macro", "roc_auc.micro"],
+                                                   level=LEVEL)
     assert list(result["groups"]) == ["all runs"]  # no params differ
     assert result["groups"]["all runs"]["runs"] == ["sunny-seed", "rainy-seed", "windy-seed"]
     assert set(result["skipped"]) == {"queued-one (experiment)", "broken-one (experiment)"}
     macro = result["groups"]["all runs"]["metrics"]["roc_auc.macro"]
     assert macro["mean"] == pytest.approx(0.82) and macro["n"] == 3
-    assert macro["half_width"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
+    assert macro["half_width"] == pytest.approx(stats.t.ppf((1 + LEVEL) / 2, 2) * 0.02 / math.sqrt(3))
     assert macro["low"] == pytest.approx(0.82 - macro["half_width"])
     json.dumps(result, allow_nan=False)
     assert "roc_auc.macro" in format_intervals(result)
@@ -209,7 +212,7 @@ def test_runs_are_grouped_by_the_params_that_differ_but_the_seed():
     show = [exp_state("workspace", None, {}), {**exp_state("a" * 40, "main", {}), "experiments": [
         exp("b", "k2c1", 1, 0.80), exp("c", "k2c1", 2, 0.82), exp("d", "k1c2", 1, 0.86), exp("e", "k1c2", 2, 0.88),
         exp("f", "k1c2", 3, 0.90, lr=0.01)]}]
-    result = confidence_intervals_from_experiments(show, ["roc_auc.macro"])
+    result = confidence_intervals_from_experiments(show, ["roc_auc.macro"], level=LEVEL)
     groups = result["groups"]
     assert list(groups) == ["model=k2c1, train.learning_rate=0.001", "model=k1c2, train.learning_rate=0.001"]
     by_model = {label.split(",")[0]: table for label, table in groups.items()}
@@ -222,11 +225,11 @@ def test_runs_are_grouped_by_the_params_that_differ_but_the_seed():
 
 def test_fewer_than_two_runs_or_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(MusictagError, match="need at least 2 runs.*found 1"):
-        confidence_intervals_from_experiments(EXP_SHOW, names=["sunny-seed"])
+        confidence_intervals_from_experiments(EXP_SHOW, None, level=LEVEL, names=["sunny-seed"])
     with pytest.raises(MusictagError, match="not JSON"):
-        confidence_intervals_from_experiments("{oops")
+        confidence_intervals_from_experiments("{oops", None, level=LEVEL)
     with pytest.raises(MusictagError, match="DVC 3"):
-        confidence_intervals_from_experiments({"workspace": {}})
+        confidence_intervals_from_experiments({"workspace": {}}, None, level=LEVEL)
 
 
 def test_metric_files_give_the_same_interval_as_exp_show(tmp_path):
@@ -234,11 +237,11 @@ def test_metric_files_give_the_same_interval_as_exp_show(tmp_path):
     for k, macro in enumerate((0.80, 0.82, 0.84)):
         paths.append(tmp_path / f"run{k}.json")
         paths[-1].write_text(json.dumps(evaluate_json(macro)["metrics/evaluate.json"]["data"]))
-    from_files = confidence_intervals_from_experiments(paths, ["roc_auc.macro"])["groups"]["all runs"]
-    from_exp = confidence_intervals_from_experiments(EXP_SHOW, ["roc_auc.macro"])["groups"]["all runs"]
+    from_files = confidence_intervals_from_experiments(paths, ["roc_auc.macro"], level=LEVEL)["groups"]["all runs"]
+    from_exp = confidence_intervals_from_experiments(EXP_SHOW, ["roc_auc.macro"], level=LEVEL)["groups"]["all runs"]
     assert from_files["metrics"]["roc_auc.macro"] == pytest.approx(from_exp["metrics"]["roc_auc.macro"])
     with pytest.raises(MusictagError, match="not found"):
-        confidence_intervals_from_experiments([tmp_path / "missing.json", paths[0]])
+        confidence_intervals_from_experiments([tmp_path / "missing.json", paths[0]], None, level=LEVEL)
 
 
 # --- the stage -------------------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ def test_stage_writes_every_file_from_synthetic_inputs(tmp_path, monkeypatch):
     targets, probabilities, splits = write_inputs(data)
     monkeypatch.setattr(stage, "DATA_DIR", data)
     monkeypatch.setattr(stage, "METRICS_DIR", metrics)
-    monkeypatch.setattr(stage, "load_params", lambda section: {"top_songs": 4, "top_k": 3})
+    monkeypatch.setattr(stage, "load_params", lambda section: {"top_songs": 4, "top_k": 3, "songs": []})
     stage.main()
 
     summary = json.loads((metrics / "evaluate_details.json").read_text())
@@ -316,7 +319,7 @@ def test_stage_names_stale_or_missing_inputs(tmp_path):
 
     write_inputs(tmp_path)
     args = dict(manifest_path=tmp_path / "clean.csv", model_dir=tmp_path / "model", metrics_dir=tmp_path / "m",
-                plots_dir=tmp_path / "m" / "plots")
+                plots_dir=tmp_path / "m" / "plots", **defaults("evaluate"))
     with pytest.raises(MusictagError, match="predictions not found"):
         evaluate(tmp_path / "nope.npz", **args)
     manifest = Manifest.read(tmp_path / "clean.csv")

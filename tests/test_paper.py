@@ -13,6 +13,7 @@ from test_queued_experiments import build_shards_repo
 
 from musictag.categories import tag_categories
 from musictag.paper import paired_bootstrap, rank_auc
+from musictag.params import defaults
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +105,15 @@ def test_welch_over_seeds_is_scipys():
     timing = pd.DataFrame({"train_time_s": [10.0], "examples_per_s": [5.0]})
     runs = [Run(model, seed, y, np.clip(y * strength + rng.random(y.shape), 0, 2) / 2, clips, ["x", "y", "z"],
                 timing, {}) for model, strength in (("a", 0.6), ("b", 0.1)) for seed in (1, 2, 3)]
-    result = compare(runs, {"x": "genre"}, n_bootstrap=50)
+    paper = defaults("paper")
+    result = compare(runs, {"x": "genre"}, level=paper["level"], n_bootstrap=50, seed=paper["bootstrap_seed"])
     scores = {m: [roc_auc_score(r.y, r.p, average="macro") for r in runs if r.model == m] for m in "ab"}
     test = result["tests"][0]
     assert test["welch_p"] == pytest.approx(stats.ttest_ind(scores["a"], scores["b"], equal_var=False).pvalue)
     mean, half = result["architectures"]["a"]["headline"]["roc_auc_macro"]["mean"], \
         result["architectures"]["a"]["headline"]["roc_auc_macro"]["ci"]
     assert mean == pytest.approx(np.mean(scores["a"]))
-    assert half == pytest.approx(stats.t.ppf(0.975, 2) * np.std(scores["a"], ddof=1) / np.sqrt(3))
+    assert half == pytest.approx(stats.t.ppf((1 + paper["level"]) / 2, 2) * np.std(scores["a"], ddof=1) / np.sqrt(3))
     assert result["ordering"] == ["a", "b"]
     assert result["architectures"]["a"]["per_tag"].set_index("tag").loc["y", "category"] == "other"
 

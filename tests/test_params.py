@@ -54,6 +54,7 @@ def test_params_yaml_passes_and_every_section_has_a_schema():
     ("spectrograms.executor", "dask", "spectrograms.scheduler_address: the dask executor needs one"),
     ("spectrograms.front_end.n_mels", "96", "spectrograms.front_end.n_mels: should be a valid integer, got '96'"),
     ("spectrograms.front_end.top_db", None, None),  # null: no floor
+    ("spectrograms.front_end.amin", 0.0, "spectrograms.front_end.amin: should be greater than 0, got 0.0"),
     ("clean.timeout_s", 0, "clean.timeout_s: should be greater than 0, got 0"),
     ("catalogue.windows", "first", "catalogue.windows: should be 'middle' or 'all', got 'first'"),
     ("tsne.n_iter", 100, "tsne.n_iter: should be greater than or equal to 250, got 100"),

@@ -5,6 +5,7 @@ import pytest
 
 from musictag.errors import MusictagError
 from musictag.manifest import Manifest
+from musictag.params import defaults
 from musictag.recommend import RecommendIndex, build_recommendations, retrieval_metrics, synthetic_probabilities
 
 
@@ -22,6 +23,19 @@ def make_predictions(Predictions, n=200, n_tags=12, dim=6, seed=0, splits=None):
     embeddings = rng.normal(size=(n, dim)).astype(np.float32)
     return Predictions(ids, splits, synthetic_probabilities(n, n_tags, seed=seed), embeddings,
                        [f"tag{t}" for t in range(n_tags)])
+
+
+def build(predictions, **options):
+    """RecommendIndex.build with params.yaml's recommend section, but for `options`."""
+    params = defaults("recommend", **options)
+    return RecommendIndex.build(predictions, params["features"], params["exact_max_songs"], params["hnsw_m"],
+                                params["ef_search"])
+
+
+def metrics_of(predictions, manifest, **options):
+    """retrieval_metrics with params.yaml's recommend section, but for `options`."""
+    params = defaults("recommend", **options)
+    return retrieval_metrics(predictions, manifest, params["k"], params["split"], params["seed"], params["features"])
 
 
 def unit(matrix):
@@ -43,7 +57,7 @@ def brute_force(predictions, features):
 @pytest.mark.parametrize("features", ["tags", "embeddings", "both"])
 def test_similar_is_the_exact_brute_force_answer(Predictions, features):
     predictions = make_predictions(Predictions)
-    index = RecommendIndex.build(predictions, features=features)
+    index = RecommendIndex.brute_force(predictions, features)
     distances = brute_force(predictions, features)
     for row in (0, 17, 199):
         query = predictions.ids[row]
@@ -59,13 +73,13 @@ def test_similar_is_the_exact_brute_force_answer(Predictions, features):
 
 def test_k_larger_than_the_catalogue_gives_every_other_song(Predictions):
     predictions = make_predictions(Predictions, n=6)
-    found = RecommendIndex.build(predictions).similar("song0003", k=50)
+    found = RecommendIndex.brute_force(predictions, "tags").similar("song0003", k=50)
     assert sorted(i for i, _ in found) == ["song0000", "song0001", "song0002", "song0004", "song0005"]
 
 
 def test_batch_neighbours_agree_with_single_queries(Predictions):
     predictions = make_predictions(Predictions, n=120)
-    index = RecommendIndex.build(predictions, features="both")
+    index = RecommendIndex.brute_force(predictions, "both")
     rows, distances = index.neighbours(k=7, block_songs=16)  # several blocks
     for row in (0, 5, 119):
         found = index.similar(index.ids[row], k=7)
@@ -75,8 +89,8 @@ def test_batch_neighbours_agree_with_single_queries(Predictions):
 
 def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Predictions, tmp_path):
     predictions = make_predictions(Predictions, n=3000, n_tags=50, seed=3)
-    exact = RecommendIndex.build(predictions)
-    graph = RecommendIndex.build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=16)
+    exact = RecommendIndex.brute_force(predictions, "tags")
+    graph = build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=16)
     assert not graph.exact and graph.ef_search == 16
     queries = predictions.ids[::97]
 
@@ -92,7 +106,7 @@ def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Pre
         assert len({i for i, _ in found}) == 10 and query not in {i for i, _ in found}
         assert all(a[1] <= b[1] for a, b in zip(found, found[1:]))
     graph.save(tmp_path / "a.npz")
-    RecommendIndex.build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=200).save(tmp_path / "b.npz")
+    build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=200).save(tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()  # a DVC output: reproducible
     walk = graph.playlist(queries[0], length=60)  # played songs left out of each approximate search
     assert len(set(walk)) == 60 and walk[0] == queries[0]
@@ -101,7 +115,7 @@ def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Pre
 @pytest.mark.parametrize("exact_max_songs", [20000, 0])
 def test_saved_index_loads_back_with_the_same_answers(Predictions, tmp_path, exact_max_songs):
     predictions = make_predictions(Predictions, n=300)
-    index = RecommendIndex.build(predictions, features="both", exact_max_songs=exact_max_songs, ef_search=40)
+    index = build(predictions, features="both", exact_max_songs=exact_max_songs, ef_search=40)
     index.save(tmp_path / "index" / "index.npz")
     loaded = RecommendIndex.load(tmp_path / "index" / "index.npz")
     assert loaded.features == "both" and loaded.ef_search == index.ef_search and len(loaded) == 300
@@ -117,16 +131,12 @@ def test_bad_index_files_and_params_are_one_line_errors(Predictions, tmp_path):
     with pytest.raises(MusictagError, match="junk.npz"):
         RecommendIndex.load(tmp_path / "junk.npz")
     predictions = make_predictions(Predictions, n=10)
-    with pytest.raises(MusictagError, match="recommend.features"):
-        RecommendIndex.build(predictions, features="lyrics")
-    with pytest.raises(MusictagError, match="ef_search"):
-        RecommendIndex.build(predictions, ef_search=0)
     with pytest.raises(MusictagError, match="k must be"):
-        RecommendIndex.build(predictions).similar("song0001", 0)
+        RecommendIndex.brute_force(predictions, "tags").similar("song0001", 0)
 
 
 def test_unknown_song_id_is_named(Predictions):
-    index = RecommendIndex.build(make_predictions(Predictions, n=20))
+    index = RecommendIndex.brute_force(make_predictions(Predictions, n=20), "tags")
     for call in (lambda: index.similar("no-such-song", 5), lambda: index.playlist("no-such-song", 5),
                  lambda: index.distance("song0001", "no-such-song")):
         with pytest.raises(MusictagError, match="unknown song id 'no-such-song'"):
@@ -136,7 +146,7 @@ def test_unknown_song_id_is_named(Predictions):
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_playlist_is_a_smooth_walk_without_repeats(Predictions, lookahead):
     predictions = make_predictions(Predictions, n=500, n_tags=50, seed=4)
-    index = RecommendIndex.build(predictions)
+    index = RecommendIndex.brute_force(predictions, "tags")
     distances = brute_force(predictions, "tags")
     rng = np.random.default_rng(0)
     random_pairs = distances[rng.integers(0, 500, 2000), rng.integers(0, 500, 2000)].mean()
@@ -153,7 +163,7 @@ def test_playlist_is_a_smooth_walk_without_repeats(Predictions, lookahead):
 
 
 def test_playlist_lengths(Predictions):
-    index = RecommendIndex.build(make_predictions(Predictions, n=12))
+    index = RecommendIndex.brute_force(make_predictions(Predictions, n=12), "tags")
     assert index.playlist("song0005", 1) == ["song0005"]
     everything = index.playlist("song0005", 12)
     assert sorted(everything) == sorted(index.ids.tolist())
@@ -182,30 +192,30 @@ def tiny_example(Predictions):
 def test_retrieval_metrics_on_a_hand_computed_example(Predictions):
     predictions, manifest = tiny_example(Predictions)
     # k=1: A->B (share t0, same artist), B->A (t0, same artist), C->D (no tag, other artist), D->C (none).
-    metrics = retrieval_metrics(predictions, manifest, k=1)
+    metrics = metrics_of(predictions, manifest, k=1)
     assert metrics["n_songs"] == 4 and metrics["k"] == 1
     # Jaccard: A-B 1/2, B-A 1/2, C-D 0, D-C 0.
     assert metrics["precision_at_k"] == {"shared_tag": 0.5, "same_artist": 0.5, "tag_jaccard": 0.25}
     # k=3 is every other test song, for the model and the random baseline alike:
     # shared tag A 1/3, B 2/3 (A, D), C 0, D 1/3 (B) -> 1/3; same artist A 1/3, B 1/3, C 0, D 0 -> 1/6;
     # Jaccard A (1/2 + 0 + 0)/3, B (1/2 + 0 + 1/2)/3, C 0, D (0 + 1/2 + 0)/3 -> 1/6.
-    metrics = retrieval_metrics(predictions, manifest, k=3)
+    metrics = metrics_of(predictions, manifest, k=3)
     for key in ("precision_at_k", "random_precision_at_k"):
         assert metrics[key] == {"shared_tag": pytest.approx(1 / 3), "same_artist": pytest.approx(1 / 6),
                                 "tag_jaccard": pytest.approx(1 / 6)}
     assert metrics["ratio_over_random"] == {key: pytest.approx(1.0) for key in ("shared_tag", "same_artist",
                                                                               "tag_jaccard")}
-    assert retrieval_metrics(predictions, manifest, k=99)["k"] == 3  # capped at the other test songs
+    assert metrics_of(predictions, manifest, k=99)["k"] == 3  # capped at the other test songs
 
 
 def test_same_artist_is_not_available_when_no_artist_is_known(Predictions):
     predictions, manifest = tiny_example(Predictions)
     manifest.clips["artist"] = ""  # as MSD without its track metadata
-    metrics = retrieval_metrics(predictions, manifest, k=1)
+    metrics = metrics_of(predictions, manifest, k=1)
     assert metrics["precision_at_k"]["same_artist"] is None and metrics["ratio_over_random"]["same_artist"] is None
     assert metrics["precision_at_k"]["shared_tag"] == 0.5  # the rest as before
     manifest.clips.loc[manifest.clips["id"] == "C", "artist"] = "y"  # one known: scored over the known only
-    assert retrieval_metrics(predictions, manifest, k=1)["precision_at_k"]["same_artist"] == 0.0
+    assert metrics_of(predictions, manifest, k=1)["precision_at_k"]["same_artist"] == 0.0
 
 
 def test_retrieval_metrics_beat_random_on_tag_structured_songs(Predictions):
@@ -214,8 +224,8 @@ def test_retrieval_metrics_beat_random_on_tag_structured_songs(Predictions):
                           "artist": [f"artist{np.argmax(p)}" for p in predictions.probabilities],
                           "title": predictions.ids})
     manifest = Manifest(clips, predictions.tag_names, predictions.probabilities > 0.8)
-    metrics = retrieval_metrics(predictions, manifest, k=10, seed=3)
-    assert metrics == retrieval_metrics(predictions, manifest, k=10, seed=3)  # seeded baseline
+    metrics = metrics_of(predictions, manifest, k=10, seed=3)
+    assert metrics == metrics_of(predictions, manifest, k=10, seed=3)  # seeded baseline
     assert metrics["precision_at_k"]["shared_tag"] > metrics["random_precision_at_k"]["shared_tag"]
     assert metrics["ratio_over_random"]["tag_jaccard"] > 2 and metrics["ratio_over_random"]["same_artist"] > 2
 
@@ -223,10 +233,10 @@ def test_retrieval_metrics_beat_random_on_tag_structured_songs(Predictions):
 def test_retrieval_metrics_faults(Predictions):
     predictions, manifest = tiny_example(Predictions)
     with pytest.raises(MusictagError, match="split 'valid' has 0"):
-        retrieval_metrics(predictions, manifest, split="valid")
+        metrics_of(predictions, manifest, split="valid")
     with pytest.raises(MusictagError, match="'C' is not in the manifest"):
-        retrieval_metrics(predictions, Manifest(manifest.clips.drop(index=2), manifest.tag_names,
-                                                np.delete(manifest.targets, 2, axis=0)))
+        metrics_of(predictions, Manifest(manifest.clips.drop(index=2), manifest.tag_names,
+                                         np.delete(manifest.targets, 2, axis=0)))
 
 
 def test_build_recommendations_from_files(Predictions, tmp_path):
@@ -234,7 +244,8 @@ def test_build_recommendations_from_files(Predictions, tmp_path):
     predictions.save(tmp_path / "predictions.npz")
     manifest.write(tmp_path / "clean.csv")
     metrics = build_recommendations(tmp_path / "predictions.npz", tmp_path / "clean.csv",
-                                    tmp_path / "recommend" / "index.npz", k=1)
+                                    tmp_path / "recommend" / "index.npz", catalogue=None,
+                                    **defaults("recommend", k=1))
     assert metrics["precision_at_k"]["shared_tag"] == 0.5
     assert metrics["index"] == {"n_songs": 5, "exact": True, "dimensions": 3}
     index = RecommendIndex.load(tmp_path / "recommend" / "index.npz")

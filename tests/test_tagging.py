@@ -18,6 +18,7 @@ from musictag.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
 from musictag.library import tag_files
+from musictag.params import defaults
 from musictag.predictions import Predictions
 from musictag.recommend import RecommendIndex, song_vectors
 from musictag.tagging import Tagger, top_tags
@@ -147,13 +148,31 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
         np.testing.assert_allclose(middle, list(by_path[str(song)]["probabilities"].values()), atol=1e-4)
 
 
+def file_checks() -> dict:
+    """The clean stage's rules for a usable file, from params.yaml."""
+    clean = defaults("clean")
+    return {"min_duration_s": clean["min_duration_s"], "silence_dbfs": clean["silence_dbfs"]}
+
+
+def tagging(windows: str) -> dict:
+    """tag_files' options as the catalogue stage tags: params.yaml's catalogue section, the clean stage's checks."""
+    chosen = defaults("catalogue", windows=windows)
+    return {**{key: chosen[key] for key in ("windows", "timeout_s", "memory_limit_mb")}, **file_checks()}
+
+
+def catalogue(*paths, **options) -> dict:
+    """build_catalogue with params.yaml's catalogue, data and clean sections, but for `options`."""
+    params = {**defaults("catalogue"), "data_params": defaults("data"), "file_checks": file_checks()}
+    return build_catalogue(*paths, **{**params, **options})
+
+
 def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_model, tmp_path, capsys):
     folder = tmp_path / "music"
     songs = [_song(folder / ("a" if i < 3 else "b/deep") / f"song{i}.wav", 12 + 10 * i, 110 * (i + 1)) for i in range(6)]
     (folder / "b" / "broken.mp3").write_bytes(b"RIFF" + bytes(range(256)) * 8)
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path / "catalogue"
-    build = functools.partial(build_catalogue, out, tiny_model, tmp_path / "unused.npz", tmp_path / "unused.csv",
+    build = functools.partial(catalogue, out, tiny_model, tmp_path / "unused.npz", tmp_path / "unused.csv",
                               source="folder", audio_dir=str(folder))
     assert build() == {"n_songs": 6, "n_tagged": 6, "n_reused": 0, "n_failed": 1}
     table = read_songs(out)
@@ -180,10 +199,10 @@ def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_mo
 
     # the catalogue's songs are what an unseen file, tagged the same way, is searched among
     tagger = Tagger(tiny_model)
-    index = RecommendIndex.build(Predictions.load(out / "songs.npz"), features="both")
+    index = RecommendIndex.brute_force(Predictions.load(out / "songs.npz"), "both")
 
     def vector(path):
-        ((_, query),) = tag_files(tagger, [str(path)], windows="middle")
+        ((_, query),) = tag_files(tagger, [str(path)], **tagging("middle"))
         return song_vectors(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
                                         query.embedding[np.newaxis], tagger.tag_names), "both")[0]
 
@@ -197,9 +216,7 @@ def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_mo
 
 
 def test_a_catalogue_source_names_its_own_audio_folder(tiny_model, tmp_path):
-    build = functools.partial(build_catalogue, tmp_path / "out", tiny_model, tmp_path / "p.npz", tmp_path / "c.csv")
-    with pytest.raises(MusictagError, match="catalogue.source: expected one of"):
-        build(source="spotify", audio_dir=str(tmp_path))
+    build = functools.partial(catalogue, tmp_path / "out", tiny_model, tmp_path / "p.npz", tmp_path / "c.csv")
     with pytest.raises(MusictagError, match=r"catalogue.audio_dir: .*empty.* is not a folder"):
         build(source="folder", audio_dir=str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
