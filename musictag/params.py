@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from musictag.errors import MusictagError
 from musictag.paths import PARAMS_PATH
@@ -26,19 +26,22 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Share = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # a probability or confidence level
 Split = Literal["train", "valid", "test"]
-SplitFractions = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
-                           Field(min_length=3, max_length=3)]  # train, valid, test; need not sum to 1
+
+
+def _some_share(fractions: list[float]) -> list[float]:
+    if not sum(fractions) > 0:
+        raise ValueError("the three shares must not all be 0")
+    return fractions
+
+
+SplitFractions = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=3, max_length=3),
+                           AfterValidator(_some_share)]  # train, valid, test; need not sum to 1
 
 
 class Section(BaseModel):
     """Strict: an integer key takes no 3.0, "3" or true; a float key takes an integer."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _some_share(fractions: list[float], where: str) -> None:
-    if not sum(fractions) > 0:
-        raise ValueError(f"{where}: the three shares must not all be 0")
 
 
 # --- data: the dataset adapters (musictag.datasets.DATASETS) -----------------------------------------------
@@ -51,11 +54,6 @@ class EmbeddedData(Section):
     split_fractions: SplitFractions
     audio_dir: str
     workers: Count
-
-    @model_validator(mode="after")
-    def _shares(self):
-        _some_share(self.split_fractions, "split_fractions")
-        return self
 
 
 class FolderData(Section):
@@ -70,11 +68,6 @@ class FolderData(Section):
     tag_separator: Annotated[str, Field(min_length=1)]
     seed: int
     split_fractions: SplitFractions
-
-    @model_validator(mode="after")
-    def _shares(self):
-        _some_share(self.split_fractions, "split_fractions")
-        return self
 
 
 class MsdData(Section):
