@@ -75,7 +75,7 @@ def _tagger(inputs, features, n_tags: int, name: str) -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_k2c1(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(152, 152, 152, 304, 304),
+def build_k2c1(n_tags: int, n_mels: int, n_frames: int, widths=(152, 152, 152, 304, 304),
                dense_units: int = 304, kernel_frames: int = 4, pool_frames: int = 4) -> keras.Model:
     """k2c1 (Choi et al. 2017; dissertation tables 3.2-3.3): a full-height 2D kernel, then 1D convolutions.
 
@@ -95,7 +95,7 @@ def build_k2c1(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=
     return _tagger(inputs, x, n_tags, "k2c1")
 
 
-def build_k1c2(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(47, 47, 95, 95),
+def build_k1c2(n_tags: int, n_mels: int, n_frames: int, widths=(47, 47, 95, 95),
                pools=((1, 4), (1, 5), (1, 8), (1, 8)), dense_units: int = 95, kernel_frames: int = 4) -> keras.Model:
     """k1c2 (Choi et al. 2017; dissertation tables 3.4-3.5): 1x4 kernels convolved over both axes.
 
@@ -114,7 +114,7 @@ def build_k1c2(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=
     return _tagger(inputs, x, n_tags, "k1c2")
 
 
-def build_k2c2(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(67, 135, 135, 203, 271),
+def build_k2c2(n_tags: int, n_mels: int, n_frames: int, widths=(67, 135, 135, 203, 271),
                pools=((2, 4), (2, 4), (2, 4), (3, 5), (4, 4)), kernel: tuple[int, int] = (3, 3)) -> keras.Model:
     """k2c2 (Choi et al. 2017; dissertation tables 3.6-3.7): fully convolutional, 3x3 kernels.
 
@@ -131,7 +131,7 @@ def build_k2c2(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=
     return _tagger(inputs, x, n_tags, "k2c2")
 
 
-def build_crnn(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(96, 192, 192, 192),
+def build_crnn(n_tags: int, n_mels: int, n_frames: int, widths=(96, 192, 192, 192),
                pools=((2, 2), (3, 3), (4, 4), (4, 4)), gru_units: int = 96) -> keras.Model:
     """CRNN (Choi, Fazekas, Sandler and Cho, ICASSP 2017, fig. 1e): 4 conv layers then 2 GRU layers.
 
@@ -162,7 +162,7 @@ def residual_block(x, filters: int, name: str):
     return layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)  # 96 mels: 7 halvings reach 1
 
 
-def build_short_resnet(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, n_blocks: int = 7,
+def build_short_resnet(n_tags: int, n_mels: int, n_frames: int, n_blocks: int = 7,
                        filters: int = 128, dense_units: int = 256, dropout: float = 0.5) -> keras.Model:
     """Short-chunk ResNet (Won, Ferraro, Bogdanov and Serra, 2020, table 2's strongest simple model).
 
