@@ -25,12 +25,18 @@ from musictag.errors import MusictagError
 
 def select_backend(name: str) -> None:
     """Make `name` Keras' backend for this process (KERAS_BACKEND), before Keras is imported."""
+    require_backend(name)
+    os.environ["KERAS_BACKEND"] = name
+    prepare_backend()
+
+
+def require_backend(name: str) -> None:
+    """A one-line error unless Keras is not loaded yet or already runs on `name`: it cannot switch once loaded."""
     loaded = sys.modules.get("keras")
     if loaded is not None and loaded.backend.backend() != name:
         raise MusictagError(f"train.backend: {name} asked for, but Keras already runs on "
-                            f"{loaded.backend.backend()} in this process")
-    os.environ["KERAS_BACKEND"] = name
-    prepare_backend()
+                            f"{loaded.backend.backend()} in this process (musictag.engines.select_backend "
+                            "must run before Keras is imported)")
 
 
 def prepare_backend() -> None:

@@ -101,7 +101,7 @@ class RecommendIndex:
 
     ids: np.ndarray
     vectors: np.ndarray
-    features: str = "tags"
+    features: str
     graph: object | None = None
 
     def __post_init__(self):
@@ -218,7 +218,7 @@ class RecommendIndex:
     def _search(self, query: np.ndarray, k: int, skip: np.ndarray | None = None, n_skipped: int = 0,
                 own_row: int | None = None) -> list[tuple[int, float]]:
         """(row, distance) of the k nearest songs to unit vector `query`, nearest first, leaving out
-        `own_row` and the rows where `skip` is set. The IVF index is asked for as many more as it may
+        `own_row` and the rows where `skip` is set. The HNSW graph is asked for as many more as it may
         have to leave out; where it finds too few, the query falls back on brute force."""
         need = k + (own_row is not None) + n_skipped
         if self.graph is not None and need <= len(self):
@@ -412,11 +412,11 @@ def read_inputs(predictions, manifest):
 def build_recommendations(predictions, manifest, index_path, *, catalogue, features: str, k: int, split: str, seed: int,
                           exact_max_songs: int, hnsw_m: int, ef_search: int) -> dict:
     """Build the index over `catalogue` (Predictions of the songs to recommend from, or its file;
-    default: every song of `predictions`), save it to `index_path`, and return the retrieval metrics
+    None: every song of `predictions`), save it to `index_path`, and return the retrieval metrics
     of `predictions`' `split`, scored against `manifest`'s tags (retrieval_metrics), with a summary
     of the index under "index"."""
     predictions, manifest = read_inputs(predictions, manifest)
-    catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]  # None: predictions
+    catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]
     index = RecommendIndex.build(catalogue, features=features, exact_max_songs=exact_max_songs, hnsw_m=hnsw_m,
                                  ef_search=ef_search)
     index.save(resolve(index_path))

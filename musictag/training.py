@@ -20,14 +20,13 @@ import time
 import zipfile
 from pathlib import Path
 
-from musictag.engines import ENGINES, prepare_backend
+from musictag.engines import ENGINES, prepare_backend, require_backend
 
 prepare_backend()  # before Keras loads: it reads its backend, and TensorFlow its oneDNN switch, only then
 
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from musictag.errors import MusictagError  # noqa: E402
 from musictag.files import replace_dir, write_atomic  # noqa: E402
 from musictag.models import build_model  # noqa: E402
 from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
@@ -173,9 +172,7 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
     must lie outside those outputs. `recovery_root` holds each configuration's crash-recovery folder
     until its run completes. The params are params.yaml's train section, checked by musictag.params.
     """
-    if keras.backend.backend() != backend:
-        raise MusictagError(f"train.backend: {backend} asked for, but Keras runs on {keras.backend.backend()} "
-                            "(musictag.engines.select_backend must run before Keras is imported)")
+    require_backend(backend)
     shards_dir, out_dir, live_dir = map(Path, (shards_dir, out_dir, live_dir))
     index = read_index(shards_dir)
     shaping = {"batch_size": batch_size, "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2,
