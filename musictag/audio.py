@@ -78,6 +78,12 @@ DECLARED_LENGTH_TOLERANCE = 0.01
 # the largest (about 3 s of stereo at 44.1 kHz), where a block's overhead stops mattering.
 _FIRST_BLOCK_SAMPLES = 1 << 14
 _BLOCK_SAMPLES = 1 << 18
+# Formats that libsndfile (1.2.2, through mpg123) decodes faithfully only in one read from the start.
+# A read boundary or a seek near a quiet passage of an MP3 drops up to a frame of audio that a single
+# read keeps (librosa.load reads once; dr_mp3 agrees with it to 5e-5): 8,192-frame reads changed 14 of
+# 24 five-minute MP3s, by up to 0.56 of full scale, 1,048,576-frame reads still 1, and a seek then one
+# read 13 of 168 windows. So these are read whole, or from the start up to the window's end.
+_ONE_READ_FORMATS = {"MP3"}
 _DECODE_ERRORS = (sf.SoundFileError, OSError, EOFError, audioread.DecodeError, librosa.ParameterError,
                   miniaudio.MiniaudioError)
 
@@ -163,32 +169,15 @@ def load_window(path: str | Path, sample_rate_hz: int, duration_s: float) -> np.
         return _middle_window(source, sample_rate_hz, round(duration_s * sample_rate_hz))
 
 
-def spectrograms_of_audio(audio: np.ndarray, native_hz: int, windows: str, sample_rate_hz: int, duration_s: float,
-                          **log_mel_params) -> np.ndarray:
-    """Algorithm 1 on decoded mono `audio` of shape (n,) at `native_hz` (check_audio(keep_audio=True)
-    gives it, so a file is decoded once for checking and tagging): float32 (n_windows, n_mels, n_frames).
-
-    windows="middle": the middle window only, as spectrogram_of cuts it. "all": the whole song in
-    consecutive windows of `duration_s`, the last zero-padded (librosa.load(sr=...) of it, cut up).
-    """
+def song_spectrograms(audio: np.ndarray, sample_rate_hz: int, duration_s: float, **log_mel_params) -> np.ndarray:
+    """Algorithm 1 over a whole song: mono `audio` of shape (n,), already at `sample_rate_hz`
+    (check_audio(keep_at_hz=...) gives it, so a file is decoded once for checking and tagging), cut
+    into consecutive windows of `duration_s`, the last zero-padded, as librosa.load(sr=...) of the
+    song cut up would be: float32 (n_windows, n_mels, n_frames)."""
     n_samples = round(duration_s * sample_rate_hz)
-    if windows == "middle":
-        cuts = _middle_window(_ArraySource(audio, native_hz), sample_rate_hz, n_samples)[np.newaxis]
-    else:
-        resampled = _resample(audio, native_hz, sample_rate_hz)
-        n_windows = max(1, math.ceil(len(resampled) / n_samples))
-        cuts = _fix_length(resampled, n_windows * n_samples).reshape(n_windows, n_samples)
+    n_windows = max(1, math.ceil(len(audio) / n_samples))
+    cuts = _fix_length(audio, n_windows * n_samples).reshape(n_windows, n_samples)
     return _finite_log_mels(cuts, sample_rate_hz, **log_mel_params)
-
-
-class _ArraySource:
-    """Audio already decoded, mono: what _middle_window reads from a file, from memory."""
-
-    def __init__(self, audio: np.ndarray, sample_rate_hz: int):
-        self.audio, self.sample_rate_hz, self.n_frames = audio, sample_rate_hz, len(audio)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.audio[start:stop]
 
 
 class _ImplausibleRate(MusictagError):
@@ -263,10 +252,13 @@ class _SoundfileSource:
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) downmixed as librosa.load does, float32 of shape (<= stop - start,):
         shorter where the file ends early. Downmixed a block at a time, so memory follows the audio
-        there is, never the frame or channel count a header claims."""
-        self.file.seek(start)
+        there is, never the frame or channel count a header claims (an MP3 is read from its start,
+        in one block: _ONE_READ_FORMATS)."""
+        one_read = self.file.format in _ONE_READ_FORMATS
+        self.file.seek(0 if one_read else start)
+        blocks = _soundfile_blocks(self.file, stop if one_read else stop - start)
         mono = []
-        for block in _soundfile_blocks(self.file, stop - start):
+        for block in (block[start:] for block in blocks) if one_read else blocks:
             if not np.isfinite(block).all():  # as librosa.to_mono (a float file)
                 raise librosa.ParameterError(_NON_FINITE)
             mono.append(_downmix(block))
@@ -290,7 +282,12 @@ def _downmix(block: np.ndarray) -> np.ndarray:
 def _soundfile_blocks(file: sf.SoundFile, n_frames: int | None = None) -> Iterator[np.ndarray]:
     """float32 blocks of shape (frames, channels) from the file's position on, `n_frames` in all
     (None: to the end), from _FIRST_BLOCK_SAMPLES samples doubling to _BLOCK_SAMPLES whatever the
-    channel count."""
+    channel count; a format of _ONE_READ_FORMATS in a single block."""
+    if file.format in _ONE_READ_FORMATS:
+        block = file.read(-1 if n_frames is None else n_frames, dtype="float32", always_2d=True)
+        if len(block):
+            yield block
+        return
     block_samples, remaining = _FIRST_BLOCK_SAMPLES, n_frames
     while remaining is None or remaining > 0:
         block_frames = max(1, block_samples // file.channels)
@@ -380,11 +377,17 @@ def _resample(audio: np.ndarray, native_hz: int, sample_rate_hz: int) -> np.ndar
     return audio if native_hz == sample_rate_hz else soxr.resample(audio, native_hz, sample_rate_hz, quality="HQ")
 
 
-def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource | _ArraySource, sample_rate_hz: int,
+def _resampled_length(n_frames: int, native_hz: int, sample_rate_hz: int) -> int:
+    """librosa.resample's output length, in its floating-point arithmetic, which can exceed the exact
+    ratio by one sample: 176,400 frames at 22,050 Hz give 96,001 at 12 kHz, not 96,000."""
+    return math.ceil(n_frames * (float(sample_rate_hz) / native_hz))
+
+
+def _middle_window(source: _FlacSource | _SoundfileSource | _AudioreadSource, sample_rate_hz: int,
                    n_samples: int) -> np.ndarray:
     """Resampled window of `n_samples` around the middle of `source`, as described in load_window."""
     native_hz = source.sample_rate_hz
-    n_resampled = math.ceil(source.n_frames * sample_rate_hz / native_hz)  # librosa.resample's length
+    n_resampled = _resampled_length(source.n_frames, native_hz, sample_rate_hz)
     resample = functools.partial(_resample, native_hz=native_hz, sample_rate_hz=sample_rate_hz)
     if n_resampled <= n_samples:
         return _fix_length(resample(source.read(0, source.n_frames)), n_samples)
@@ -434,13 +437,16 @@ class AudioCheck:
         return self.reason is None
 
 
-def check_audio(path: str | Path, min_duration_s: float, silence_dbfs: float, keep_audio: bool = False) -> AudioCheck:
-    """Decode all of `path` once and say whether it is usable; with `keep_audio`, a usable file's
-    audio comes with the verdict, mono at its own rate, float32 (n,), downmixed as librosa.load does.
-    Never raises for a bad file, but for a MemoryError, which check_many's bounded workers turn into
-    "out of memory"."""
+def check_audio(path: str | Path, min_duration_s: float, silence_dbfs: float,
+                keep_at_hz: int | None = None) -> AudioCheck:
+    """Decode all of `path` once and say whether it is usable; with `keep_at_hz`, a usable file's
+    audio comes with the verdict: float32 (n,), what librosa.load(path, sr=keep_at_hz) gives, bit for
+    bit. Each decoded block is downmixed and resampled as it comes (soxr's stream gives the same
+    samples as its one-shot call), so the whole file at its own rate is never held: a 5-minute track
+    at 44.1 kHz keeps 16 MB, not 59. Never raises for a bad file, but for a MemoryError, which
+    check_many's bounded workers turn into "out of memory"."""
     try:
-        return _check(Path(path), min_duration_s, silence_dbfs, keep_audio)
+        return _check(Path(path), min_duration_s, silence_dbfs, keep_at_hz)
     except MemoryError:
         raise
     except Exception as err:  # a decoder's unforeseen failure must not stop a scan of 100,000 files
@@ -467,8 +473,9 @@ class _Stream:
     sample_rate_hz: int
     channels: int
     declared_frames: int  # what the header promises
+    keep_at_hz: int | None = None  # keep the audio, mono at this rate
     frames: int = 0
-    mono: list[np.ndarray] | None = None  # the downmixed blocks, where the audio is kept
+    kept: list[np.ndarray] = field(default_factory=list)  # the downmixed, resampled blocks
     sum_squares: float = 0.0
     finite: bool = True
     peak: float = 0.0  # the largest |sample| among the finite blocks
@@ -485,23 +492,41 @@ class _Stream:
         if finite:
             self.peak = max(self.peak, high, -low)
         self.sum_squares += float(np.vdot(block, block))
-        if self.mono is not None:
-            self.mono.append(_downmix(block))
+        if self.keep_at_hz is not None:
+            self.kept.append(self._resampler.resample_chunk(_downmix(block)) if self._resampler
+                             else _downmix(block).copy())  # a mono block may be a view of the decoder's
+
+    @functools.cached_property
+    def _resampler(self) -> soxr.ResampleStream | None:
+        """_resample, a block at a time; None where the rates agree."""
+        if self.sample_rate_hz == self.keep_at_hz:
+            return None
+        return soxr.ResampleStream(self.sample_rate_hz, self.keep_at_hz, 1, dtype="float32", quality="HQ")
+
+    def audio(self) -> np.ndarray | None:
+        """The kept audio, librosa.load's length: the resampler's tail, then padded or cut to the
+        length librosa.resample computes."""
+        if self.keep_at_hz is None:
+            return None
+        if self._resampler:
+            self.kept.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        audio = np.concatenate(self.kept) if self.kept else np.zeros(0, np.float32)
+        return _fix_length(audio, _resampled_length(self.frames, self.sample_rate_hz, self.keep_at_hz))
 
 
-def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_audio: bool = False) -> AudioCheck:
+def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_at_hz: int | None) -> AudioCheck:
     if problem := _file_problem(path):
         return problem
     try:
         file = sf.SoundFile(path)
     except sf.SoundFileRuntimeError as soundfile_err:  # a format libsndfile does not know
         try:
-            stream = _decode_with_audioread(path, keep_audio)
+            stream = _decode_with_audioread(path, keep_at_hz)
         except _DECODE_ERRORS:
             return AudioCheck("undecodable", first_line(soundfile_err))
     else:
         with file:
-            stream = _decode_with_soundfile(file, keep_audio)
+            stream = _decode_with_soundfile(file, keep_at_hz)
     return _verdict(stream, min_duration_s, silence_dbfs)
 
 
@@ -552,7 +577,7 @@ def check_window(path: str | Path, min_duration_s: float, silence_dbfs: float, s
         return AudioCheck("undecodable", first_line(err)), None
     except Exception as err:  # a decoder's unforeseen failure is the file's, as in check_audio
         return AudioCheck("undecodable", f"{type(err).__name__}: {first_line(err)}"), None
-    heard = window[:min(n_samples, math.ceil(source.n_frames * sample_rate_hz / source.sample_rate_hz))]
+    heard = window[:min(n_samples, _resampled_length(source.n_frames, source.sample_rate_hz, sample_rate_hz))]
     if not np.isfinite(heard).all():
         return verdict("nan or inf samples", "in the middle window"), None
     if len(heard) and (peak := float(np.abs(heard).max())) > MAX_SAMPLE_MAGNITUDE:
@@ -631,8 +656,8 @@ def _wav_missing_bytes(file) -> int:
     return 0
 
 
-def _decode_with_soundfile(file: sf.SoundFile, keep_audio: bool) -> _Stream:
-    stream = _Stream(file.samplerate, file.channels, file.frames, mono=[] if keep_audio else None)
+def _decode_with_soundfile(file: sf.SoundFile, keep_at_hz: int | None) -> _Stream:
+    stream = _Stream(file.samplerate, file.channels, file.frames, keep_at_hz)
     if _sample_rate_problem(stream.sample_rate_hz):  # not decoded: _verdict says why
         return stream
     try:
@@ -643,10 +668,10 @@ def _decode_with_soundfile(file: sf.SoundFile, keep_audio: bool) -> _Stream:
     return stream
 
 
-def _decode_with_audioread(path: Path, keep_audio: bool) -> _Stream:
+def _decode_with_audioread(path: Path, keep_at_hz: int | None) -> _Stream:
     """Through audioread, which neither reports a header length nor tells a cut stream from an end."""
     with _quiet_audioread(), audioread.audio_open(str(path)) as file:
-        stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0, mono=[] if keep_audio else None)
+        stream = _Stream(int(file.samplerate), int(file.channels), declared_frames=0, keep_at_hz=keep_at_hz)
     if _sample_rate_problem(stream.sample_rate_hz) is None:  # else not decoded: _verdict says why
         for block in _audioread_blocks(path):
             stream.add(block)
@@ -676,4 +701,4 @@ def _verdict(stream: _Stream, min_duration_s: float, silence_dbfs: float) -> Aud
     rms_dbfs = 10 * math.log10(max(mean_square, 1e-30))
     if rms_dbfs < silence_dbfs:
         return verdict("silent", f"RMS {rms_dbfs:.1f} dBFS")
-    return verdict(None, audio=None if stream.mono is None else np.concatenate(stream.mono))
+    return verdict(None, audio=stream.audio())

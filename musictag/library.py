@@ -101,8 +101,9 @@ def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s
                         silence_dbfs: float) -> np.ndarray | Failure:
     """In a worker (or the caller's process): the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
     Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
-    all windows decode the whole file once, for the check and the windows (check_audio keeps it)."""
-    from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrograms_of_audio
+    all windows decode the whole file once, for the check and the windows (check_audio keeps it,
+    resampled as it decodes)."""
+    from musictag.audio import REJECT_REASONS, check_audio, check_window, song_spectrograms
     from musictag.files import first_line
 
     if windows == "middle":
@@ -110,10 +111,10 @@ def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s
         if verdict.ok:
             return spectrogram[np.newaxis]
     else:
-        verdict = check_audio(path, min_duration_s, silence_dbfs, keep_audio=True)
+        verdict = check_audio(path, min_duration_s, silence_dbfs, keep_at_hz=front_end["sample_rate_hz"])
         if verdict.ok:
             try:
-                return spectrograms_of_audio(verdict.audio, verdict.sample_rate_hz, windows, **front_end)
+                return song_spectrograms(verdict.audio, **front_end)
             except MusictagError as err:
                 return Failure("undecodable", first_line(err))
     return Failure(verdict.reason, verdict.detail or REJECT_REASONS[verdict.reason])

@@ -159,7 +159,7 @@ def _library_calls():
              (audio.check_audio, params["clean"]), (audio.check_window, params["clean"] | front_end),
              (audio.check_many, params["clean"])]
     calls += [(function, front_end) for function in (audio.log_mel, audio.load_window, audio.spectrogram_of,
-                                                     audio.spectrograms_of_audio, audio.spectrogram_shape,
+                                                     audio.song_spectrograms, audio.spectrogram_shape,
                                                      audio.warm_up)]
     calls += [(adapter, params["data"][name]) for name, adapter in datasets.DATASETS.items()]
     return calls
