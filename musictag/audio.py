@@ -3,8 +3,9 @@
 `spectrogram_of` is Algorithm 1 of the dissertation (section 3.1.2): decode, downmix, resample to
 12 kHz, keep the middle 29.12 s (zero-pad a shorter song), 96-band mel power spectrogram, square,
 dB. It gives what a plain librosa implementation gives, but reads only the window it keeps from a
-long track, decodes 16-bit FLAC with dr_flac (same samples, faster than libsndfile) and skips
-librosa's per-call set-up. `check_audio` tells the clean stage whether a file
+long track (an MP3 from its start to the window's end, the only faithful way libsndfile reads it),
+decodes 16-bit FLAC with dr_flac (same samples, faster than libsndfile) and skips librosa's per-call
+set-up. `check_audio` tells the clean stage whether a file
 can be used, and if not, why, in a fixed vocabulary (`REJECT_REASONS`); `check_many` runs it over a
 catalogue with every file bounded in time and memory (musictag.pool), so one hostile file costs
 itself only.
@@ -162,7 +163,7 @@ def load_window(path: str | Path, sample_rate_hz: int, duration_s: float) -> np.
 
     Equal (to float32 rounding) to librosa.load(path, sr=sample_rate_hz) cropped to the middle,
     but only the window plus RESAMPLER_MARGIN_S each side is decoded and resampled, so a 5-minute
-    track costs what a 30-second one does. The read starts on a sample that falls exactly on the
+    FLAC costs what a 30-second one does (an MP3 is decoded from its start: _ONE_READ_FORMATS). The read starts on a sample that falls exactly on the
     target rate's grid, so the window's samples are the same instants as in a whole-file resample.
     """
     with _source(path) as source:
@@ -571,7 +572,7 @@ def check_window(path: str | Path, min_duration_s: float, silence_dbfs: float, s
                  duration_s: float, **log_mel_params) -> tuple[AudioCheck, np.ndarray | None]:
     """check_audio's verdict, from the middle window alone, and that window's spectrogram (n_mels,
     n_frames) when usable: for tagging one window of a long track, decoding only the window instead of
-    the whole file (a 5-minute MP3 costs what a 30-second one does).
+    the whole file (an MP3 up to the window's end: _ONE_READ_FORMATS).
 
     The checks that need no decoding are check_audio's own (path, bytes, header, sample rate, length
     by the header); the rest look at the window: undecodable, nan or inf, out-of-range or silent
