@@ -163,8 +163,9 @@ def load_window(path: str | Path, sample_rate_hz: int, duration_s: float) -> np.
 
     Equal (to float32 rounding) to librosa.load(path, sr=sample_rate_hz) cropped to the middle,
     but only the window plus RESAMPLER_MARGIN_S each side is decoded and resampled, so a 5-minute
-    FLAC costs what a 30-second one does (an MP3 is decoded from its start: _ONE_READ_FORMATS). The read starts on a sample that falls exactly on the
-    target rate's grid, so the window's samples are the same instants as in a whole-file resample.
+    FLAC costs what a 30-second one does (an MP3 is decoded from its start: _ONE_READ_FORMATS). The
+    read starts on a sample that falls exactly on the target rate's grid, so the window's samples
+    are the same instants as in a whole-file resample.
     """
     with _source(path) as source:
         return _middle_window(source, sample_rate_hz, round(duration_s * sample_rate_hz))
@@ -459,7 +460,7 @@ def check_audio(path: str | Path, min_duration_s: float, silence_dbfs: float,
     """Decode all of `path` once and say whether it is usable; with `keep_at_hz`, a usable file's
     audio comes with the verdict: float32 (n,), what librosa.load(path, sr=keep_at_hz) gives, bit for
     bit. Each decoded block is downmixed and resampled as it comes (soxr's stream gives the same
-    samples as its one-shot call), so the whole file at its own rate is never held: a 5-minute track
+    samples as its one-shot call), so the whole file is never kept at its own rate: a 5-minute track
     at 44.1 kHz keeps 16 MB, not 59. Never raises for a bad file, but for a MemoryError, which
     check_many's bounded workers turn into "out of memory"."""
     try:

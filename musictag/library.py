@@ -99,10 +99,10 @@ def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> 
 
 def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s: float,
                         silence_dbfs: float) -> np.ndarray | Failure:
-    """In a worker (or the caller's process): the file's window spectrograms, float32 (n_windows, n_mels, n_frames), or a
-    Failure saying why it cannot be tagged. The middle window alone is decoded alone (check_window);
-    all windows decode the whole file once, for the check and the windows (check_audio keeps it,
-    resampled as it decodes)."""
+    """In a worker (or the caller's process): the file's window spectrograms, float32 (n_windows,
+    n_mels, n_frames), or a Failure saying why it cannot be tagged. The middle window alone is decoded
+    alone (check_window); all windows decode the whole file once, for the check and the windows
+    (check_audio keeps it, resampled as it decodes)."""
     from musictag.audio import REJECT_REASONS, check_audio, check_window, song_spectrograms
     from musictag.files import first_line
 

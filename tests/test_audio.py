@@ -412,7 +412,8 @@ def quiet_passages_mp3(path, duration_s: float, sample_rate_hz: int = 22050):
     it is read (audio._ONE_READ_FORMATS)."""
     t = np.arange(round(1.5 * sample_rate_hz)) / sample_rate_hz
     silence = np.zeros(round(0.5 * sample_rate_hz))
-    tones = [part for i in range(math.ceil(duration_s / 2)) for part in (0.3 * np.sin(2 * np.pi * (220 + 20 * i) * t), silence)]
+    tones = [part for i in range(math.ceil(duration_s / 2))
+             for part in (0.3 * np.sin(2 * np.pi * (220 + 20 * i) * t), silence)]
     mono = np.concatenate(tones)[:round(duration_s * sample_rate_hz)].astype(np.float32)
     sf.write(path, np.stack([mono, 0.8 * mono], axis=1), sample_rate_hz, format="MP3")
     return path
