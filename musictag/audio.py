@@ -278,7 +278,7 @@ def _downmix(block: np.ndarray) -> np.ndarray:
     total = block[:, 0] + block[:, 1]
     for channel in range(2, block.shape[1]):
         total += block[:, channel]
-    return total / np.float32(block.shape[1])
+    return np.divide(total, np.float32(block.shape[1]), out=total)  # in place: no second array
 
 
 def _soundfile_blocks(file: sf.SoundFile, n_frames: int | None = None) -> Iterator[np.ndarray]:
@@ -532,8 +532,13 @@ class _Stream:
             return None
         if self._resampler:
             self.kept.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-        audio = np.concatenate(self.kept) if self.kept else np.zeros(0, np.float32)
-        return _fix_length(audio, _resampled_length(self.frames, self.sample_rate_hz, self.keep_at_hz))
+        audio = np.zeros(_resampled_length(self.frames, self.sample_rate_hz, self.keep_at_hz), np.float32)
+        position = 0
+        for chunk in self.kept:  # one copy, where concatenating then padding made two
+            chunk = chunk[:len(audio) - position]
+            audio[position:position + len(chunk)] = chunk
+            position += len(chunk)
+        return audio
 
 
 def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_at_hz: int | None) -> AudioCheck:
