@@ -64,10 +64,12 @@ def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_l
     `memory_limit_mb` by one of `workers` processes (0 = all cores)."""
     front_end = tagger.config["front_end"]
     pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
-    # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit
+    # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit. The
+    # server imports once what each worker would import for its first file: librosa.filters (the mel
+    # filterbank's, which loads numba) alone took ~0.8 s of every worker's first spectrogram.
     with tempfile.TemporaryDirectory(prefix="musictag-tag-", dir=_MEMORY_DIR) as hand_over_dir, \
             BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
-                        preload=["musictag.audio"]) as pool, \
+                        preload=["musictag.audio", "librosa.filters"]) as pool, \
             tqdm(total=len(paths), unit="file", desc="tag", disable=None, file=sys.stderr) as progress:
         decode = functools.partial(_spectrograms_to_file, hand_over_dir=hand_over_dir, front_end=front_end,
                                    windows=windows, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
