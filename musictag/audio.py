@@ -132,8 +132,13 @@ def log_mel(audio: np.ndarray, sample_rate_hz: int, n_fft: int, hop_length: int,
     librosa.stft, which transforms in float64; the powers agree to ~1e-6 relative), a block of
     frames at a time.
     """
-    audio = np.asarray(audio, dtype=np.float32)
-    padded = np.pad(audio, n_fft // 2)  # librosa.stft(center=True, pad_mode="constant")
+    padded = np.pad(np.asarray(audio, dtype=np.float32), n_fft // 2)  # librosa.stft(center=True, pad_mode="constant")
+    return _log_mel_of_padded(padded, sample_rate_hz, n_fft, hop_length, n_mels, square_power, ref, amin, top_db)
+
+
+def _log_mel_of_padded(padded: np.ndarray, sample_rate_hz: int, n_fft: int, hop_length: int, n_mels: int,
+                       square_power: bool, ref: float, amin: float, top_db: float | None) -> np.ndarray:
+    """log_mel of audio already zero-padded by n_fft // 2 each side."""
     # librosa.util.frame(axis=0), the same view; librosa.util would import numba (~1 s) in each worker
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
     window, mel_basis = _hann(n_fft), _mel_basis(sample_rate_hz, n_fft, n_mels)
@@ -176,10 +181,15 @@ def song_spectrograms(audio: np.ndarray, sample_rate_hz: int, duration_s: float,
     (check_audio(keep_at_hz=...) gives it, so a file is decoded once for checking and tagging), cut
     into consecutive windows of `duration_s`, the last zero-padded, as librosa.load(sr=...) of the
     song cut up would be: float32 (n_windows, n_mels, n_frames)."""
-    n_samples = round(duration_s * sample_rate_hz)
+    n_samples, edge = round(duration_s * sample_rate_hz), log_mel_params["n_fft"] // 2
     n_windows = max(1, math.ceil(len(audio) / n_samples))
-    cuts = _fix_length(audio, n_windows * n_samples).reshape(n_windows, n_samples)
-    return _finite_log_mels(cuts, sample_rate_hz, **log_mel_params)
+    padded = np.zeros((n_windows, edge + n_samples + edge), np.float32)  # log_mel's padding, one copy
+    for i in range(n_windows):
+        cut = audio[i * n_samples:(i + 1) * n_samples]
+        padded[i, edge:edge + len(cut)] = cut
+    with np.errstate(over="ignore", invalid="ignore"):  # _finite_log_mels says it, in one line
+        spectrograms = np.stack([_log_mel_of_padded(row, sample_rate_hz, **log_mel_params) for row in padded])
+    return _check_finite(spectrograms)
 
 
 class _ImplausibleRate(MusictagError):
@@ -224,6 +234,10 @@ def _finite_log_mels(windows: np.ndarray, sample_rate_hz: int, **log_mel_params)
     finite (samples so far beyond full scale that the squared mel power overflows float32)."""
     with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
         spectrograms = np.stack([log_mel(window, sample_rate_hz, **log_mel_params) for window in windows])
+    return _check_finite(spectrograms)
+
+
+def _check_finite(spectrograms: np.ndarray) -> np.ndarray:
     if not np.isfinite(spectrograms).all():
         raise MusictagError("the spectrogram is not finite (samples far beyond full scale)")
     return spectrograms
