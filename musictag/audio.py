@@ -187,9 +187,7 @@ def song_spectrograms(audio: np.ndarray, sample_rate_hz: int, duration_s: float,
     for i in range(n_windows):
         cut = audio[i * n_samples:(i + 1) * n_samples]
         padded[i, edge:edge + len(cut)] = cut
-    with np.errstate(over="ignore", invalid="ignore"):  # _finite_log_mels says it, in one line
-        spectrograms = np.stack([_log_mel_of_padded(row, sample_rate_hz, **log_mel_params) for row in padded])
-    return _check_finite(spectrograms)
+    return _finite_log_mels_of_padded(padded, sample_rate_hz, **log_mel_params)
 
 
 class _ImplausibleRate(MusictagError):
@@ -232,12 +230,15 @@ def spectrogram_of(path: str | Path, sample_rate_hz: int, duration_s: float, **l
 def _finite_log_mels(windows: np.ndarray, sample_rate_hz: int, **log_mel_params) -> np.ndarray:
     """log_mel of each window of (n_windows, n_samples), stacked; a MusictagError if any value is not
     finite (samples so far beyond full scale that the squared mel power overflows float32)."""
+    edge = log_mel_params["n_fft"] // 2  # log_mel's padding, for all windows at once
+    padded = np.pad(np.asarray(windows, dtype=np.float32), ((0, 0), (edge, edge)))
+    return _finite_log_mels_of_padded(padded, sample_rate_hz, **log_mel_params)
+
+
+def _finite_log_mels_of_padded(padded: np.ndarray, sample_rate_hz: int, **log_mel_params) -> np.ndarray:
+    """_finite_log_mels of windows already padded by n_fft // 2 each side."""
     with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
-        spectrograms = np.stack([log_mel(window, sample_rate_hz, **log_mel_params) for window in windows])
-    return _check_finite(spectrograms)
-
-
-def _check_finite(spectrograms: np.ndarray) -> np.ndarray:
+        spectrograms = np.stack([_log_mel_of_padded(row, sample_rate_hz, **log_mel_params) for row in padded])
     if not np.isfinite(spectrograms).all():
         raise MusictagError("the spectrogram is not finite (samples far beyond full scale)")
     return spectrograms
