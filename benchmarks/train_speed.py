@@ -7,7 +7,8 @@
 `speed` times steady-state training steps (forward + backward + Adam, the train function `fit` runs; one
 warm-up step first) for each architecture under each TensorFlow configuration:
   before  TensorFlow's own defaults (oneDNN off on a CPU without AVX-512) and plain keras Conv2D gradients
-  after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.models as it is (matmul kernel gradients, see models.conv2d)
+  after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.models as it is (matmul kernel gradients, see models.conv2d;
+          fused batch norm, see models.batch_normalization); `--configs after-keras-bn,after` isolates the latter
 Each configuration lives in its own worker process (the oneDNN switch is read when TensorFlow is imported),
 and the workers take turns, one step at a time, so a shared, noisy machine slows them alike; figures are
 medians over the rounds, ratios are medians of the per-round ratios.
@@ -36,6 +37,7 @@ ARCHS = ["k2c1", "k1c2", "k2c2", "crnn", "short_resnet"]
 CONFIGS = {
     "before": {"framework": "tf", "onednn": None, "conv": "plain"},
     "after": {"framework": "tf", "onednn": "1", "conv": "musictag"},
+    "after-keras-bn": {"framework": "tf", "onednn": "1", "conv": "musictag", "bn": "plain"},
     "onednn-plain-conv": {"framework": "tf", "onednn": "1", "conv": "plain"},
     "default-musictag-conv": {"framework": "tf", "onednn": None, "conv": "musictag"},
     "after-inter-op-1": {"framework": "tf", "onednn": "1", "conv": "musictag", "inter_op": 1},
@@ -149,6 +151,8 @@ def tf_worker(spec: dict) -> None:
     if spec["conv"] == "plain":  # the layers as keras makes them, TF's own Conv2DBackpropFilter
         models.conv2d = lambda filters, kernel, padding, name: keras.layers.Conv2D(filters, kernel,
                                                                                    padding=padding, name=name)
+    if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not TF's fused batch norm
+        models.batch_normalization = lambda axis, name: keras.layers.BatchNormalization(axis=axis, name=name)
     batch = np.load(spec["batch"])
     x, y = batch["x"], batch["y"]
     keras.utils.set_random_seed(2018)

@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from musictag.files import replace_dir, write_atomic  # noqa: E402
-from musictag.models import build_model  # noqa: E402
+from musictag.models import build_model, with_speed_ups  # noqa: E402
 from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
 from musictag.shard_reader import read_index  # noqa: E402
 
@@ -218,7 +218,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
 
     with engine.scope():
         if continued:  # weights and optimizer state as the finished run left them
-            network = keras.saving.load_model(run_dir / LAST_MODEL)
+            network = with_speed_ups(keras.saving.load_model(run_dir / LAST_MODEL))
         else:
             network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
             network.compile(

@@ -70,6 +70,9 @@ def test_input_too_small_for_the_architecture_is_one_clear_error():
     ((3, 3), "same", (7, 9, 16)),    # one matmul per tap; odd sizes test TF's SAME padding split
     ((1, 4), "same", (5, 16, 3)),    # k1c2's kernels
     ((1, 1), "same", (4, 6, 8)),     # short_resnet's projection
+    ((3, 3), "same", (7, 9, 1)),     # k2c2's unit1: one input channel, the input gradient as one matmul
+    ((1, 4), "same", (5, 16, 1)),    # k1c2's unit1
+    ((2, 4), "same", (5, 9, 1)),     # even kernels: TF's SAME split on both axes
 ])
 def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, padding, input_shape):
     """models.conv2d's faster TensorFlow paths compute what keras.layers.Conv2D computes, forward and backward."""
@@ -90,6 +93,36 @@ def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, 
         results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
     for got, expected in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("input_shape, axis", [
+    ((3, 4, 5, 6), -1),   # conv_unit's: TensorFlow's fused batch norm, 60 values a channel (Bessel's 60/59)
+    ((2, 1, 3, 4), -1),   # 6 values a channel: the variance correction shows
+    ((3, 4, 5, 1), 1),    # input_normalization's, per mel band: Keras' own
+    ((3, 7), -1),         # short_resnet's dense_bn: Keras' own
+])
+def test_batch_norm_trains_as_the_plain_keras_layer(input_shape, axis):
+    """models.batch_normalization's fused TensorFlow path: the same outputs, gradients and moving statistics as
+    keras.layers.BatchNormalization, in training and inference."""
+    import numpy as np
+    import tensorflow as tf
+
+    fast, plain = models.batch_normalization(axis, name="fast"), keras.layers.BatchNormalization(axis=axis)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.0, size=input_shape), tf.float32)
+    fast.build(x.shape), plain.build(x.shape)
+    fast.set_weights([rng.normal(1.0, 0.3, w.shape) for w in fast.get_weights()[:2]] + fast.get_weights()[2:])
+    plain.set_weights(fast.get_weights())
+    results = []
+    for layer in (fast, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(y))  # an upstream gradient that differs per element
+        results.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta]), layer.moving_mean,
+                        layer.moving_variance, layer(x, training=False)])
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("gpu, user_set, switched_on", [
