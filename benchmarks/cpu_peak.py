@@ -12,7 +12,14 @@ the same rounds, for the TensorFlow / PyTorch ratio. Goal (issue 13): k1c2 and k
 FLOP per training example: every convolution and dense layer costs 2 x multiply-adds forward and twice
 that backward (the input gradient and the kernel gradient), but the first layer, whose input needs no
 gradient; the GRUs of crnn likewise per step (input and recurrent matmuls of three gates). Batch
-normalisation, activations and pooling are left out: elementwise, a few percent of the total.
+normalisation, activations and pooling are left out of the FLOPs: few operations a value, but each a pass
+over the convolutions' outputs in memory. So the table also prints the machine's memory bandwidth
+(numpy, an add over 256 MB) and, per architecture, how many passes over all its convolution outputs a
+step's time per example would move at that bandwidth ("passes"), and how many the half-peak goal leaves
+("budget"). Convolution, batch norm, ELU and pooling as separate kernels pass over a unit's output about
+20 times forward and backward (batch norm 3 + 5, ELU 2 + 3, pooling 1 + 2, the bias and the two
+gradients' matmuls 3, the convolution's write 1): a step whose passes come near that is bound by memory,
+not by matmul speed, and a budget below it cannot be met without fusing those kernels.
 """
 from __future__ import annotations
 
@@ -36,6 +43,31 @@ def sgemm_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     a @ b  # warm-up: threads, pages
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
+
+
+def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes read and written per second by numpy's a + 1 into an existing array of `megabytes` (one core's
+    elementwise kernel, as TensorFlow's are per op): the best of `repeats`, GB/s."""
+    import numpy as np
+
+    a = np.ones(megabytes * 2**20 // 4, np.float32)
+    out = np.empty_like(a)
+    np.add(a, 1.0, out=out)  # warm-up: pages
+    best = min(_timed(lambda: np.add(a, 1.0, out=out)) for _ in range(repeats))
+    return 2 * a.nbytes / best / 1e9
+
+
+def convolution_output_bytes(arch: str) -> int:
+    """float32 bytes of every convolution's output of one example of `arch`: what batch norm, ELU and pooling
+    pass over, forward and backward."""
+    import keras
+    import numpy as np
+
+    from musictag.models import build_model
+
+    model = build_model(arch, n_tags=50, n_mels=96, n_frames=1366)
+    return sum(4 * int(np.prod(layer.output.shape[1:])) for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D))
 
 
 def _timed(function) -> float:
@@ -78,6 +110,8 @@ def main() -> None:
 
     peak = sgemm_peak_gflops()
     print(f"numpy SGEMM peak (n = 2048, best of 10): {peak:.1f} GFLOP/s", flush=True)
+    bandwidth = memory_bandwidth_gbs()
+    print(f"memory bandwidth (numpy a + 1 over 256 MB, best of 5): {bandwidth:.1f} GB/s", flush=True)
     try:
         import torch  # noqa: F401
 
@@ -104,17 +138,20 @@ def main() -> None:
                     worker.close()
             rates = {config: args.batch_size / statistics.median(times[config]) for config in configs}
             flops = training_flops_per_example(arch)
-            rows.append((arch, rates, flops))
+            rows.append((arch, rates, flops, convolution_output_bytes(arch)))
             print(f"  {arch}: {rates['after']:.2f} examples/s, {flops / 1e9:.2f} GFLOP/example, "
                   f"{rates['after'] * flops / 1e9 / peak:.0%} of peak", flush=True)
 
     print(f"\nbatch {args.batch_size}, medians of {args.steps} interleaved steps; peak {peak:.0f} GFLOP/s")
     print(f"{'model':8s} {'examples/s':>10s} {'GFLOP/ex':>9s} {'GFLOP/s':>8s} {'of peak':>8s} "
-          f"{'half-peak ex/s':>14s}" + (f" {'PyTorch ex/s':>12s} {'TF/PyTorch':>10s}" if with_torch else ""))
-    for arch, rates, flops in rows:
+          f"{'half-peak ex/s':>14s} {'conv MB/ex':>10s} {'passes':>6s} {'budget':>6s}"
+          + (f" {'PyTorch ex/s':>12s} {'TF/PyTorch':>10s}" if with_torch else ""))
+    for arch, rates, flops, conv_bytes in rows:
         achieved = rates["after"] * flops / 1e9
+        half_peak_rate = peak / 2 / (flops / 1e9)
+        passes, budget = (bandwidth * 1e9 / rate / conv_bytes for rate in (rates["after"], half_peak_rate))
         line = (f"{arch:8s} {rates['after']:10.2f} {flops / 1e9:9.2f} {achieved:8.1f} {achieved / peak:8.0%} "
-                f"{peak / 2 / (flops / 1e9):14.2f}")
+                f"{half_peak_rate:14.2f} {conv_bytes / 1e6:10.1f} {passes:6.1f} {budget:6.1f}")
         if "torch-channels-last" in rates:
             torch_rate = rates["torch-channels-last"]
             line += f" {torch_rate:12.2f} {rates['after'] / torch_rate:10.2f}"
