@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musictag.errors import MusictagError
-from musictag.pool import BoundedPool, Failure
+from musictag.pool import BoundedPool, Failure, stderr_to_devnull
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
 _MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # None: the system's temporary folder
@@ -151,15 +151,8 @@ def _import_keras_quietly() -> None:
     """Import Keras (and so TensorFlow) once, with file descriptor 2 closed: TensorFlow's C++ start-up
     notices ("oneDNN custom operations are on", ...) are written there before any log level applies,
     and would mix with the one line per bad file. An import error still raises, with stderr restored."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with stderr_to_devnull():
         import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class ResultWriter:

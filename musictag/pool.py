@@ -11,6 +11,7 @@ their complaints to stderr, which in a worker goes to /dev/null; the reason says
 from __future__ import annotations
 
 import collections
+import contextlib
 import faulthandler
 import functools
 import multiprocessing
@@ -60,6 +61,11 @@ class BoundedPool:
         context = multiprocessing.get_context(start_method)
         if preload:
             context.set_forkserver_preload(list(preload))
+        if start_method == "forkserver":  # its workers' stderr is /dev/null from the start (see stderr_to_devnull)
+            with stderr_to_devnull():
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
         self._pool = ProcessPool(max_workers=self.workers, initializer=_start_worker, initargs=(memory_limit_mb,),
                                  context=context)
 
@@ -101,6 +107,22 @@ def in_order(jobs: Iterable[Job], submit: Callable[[Job], object], lookahead: in
             yield in_flight.popleft()
     while in_flight:
         yield in_flight.popleft()
+
+
+@contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 on /dev/null inside the block, for what C code or a child process started there writes
+    before any Python setting applies: TensorFlow's start-up notices, or a fork server's worker that was still
+    starting when its run ended, whose EOFError would follow the run's last line."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _start_worker(memory_limit_mb: float) -> None:

@@ -1,4 +1,5 @@
 """Faults a real catalogue brings: broken audio through the real pipeline, and bad params."""
+import os
 import subprocess
 import sys
 
@@ -150,3 +151,20 @@ def test_kill_9_mid_sharding_keeps_the_previous_shards_and_a_rerun_writes_the_un
     write_shards(tmp_path / "store", manifest, tmp_path / "fresh", **SHARDS)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh") != previous
     assert not partial.exists()
+
+
+def test_nothing_a_fork_server_worker_writes_before_its_start_reaches_the_terminal(tmp_path):
+    """A fork server's worker writes to the run's stderr until its initializer points it at /dev/null: one still
+    starting as a short run ends printed its EOFError traceback after the run's one-line error. The fork
+    server starts with stderr on /dev/null, so whatever it and its workers write there is gone; here a
+    module it preloads writes to file descriptor 2 as it is imported."""
+    (tmp_path / "loud.py").write_text("import os\nos.write(2, b'LOUD PRELOAD\\n')\n")
+    script = ("import sys\nfrom musictag.pool import BoundedPool\n"
+              "with BoundedPool(2, 30, 512, start_method='forkserver', preload=['loud']) as pool:\n"
+              "    print(list(pool.imap(abs, [-1, -2, -3])))\n"
+              "sys.stderr.write('parent stderr still works\\n')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(-1, 1), (-2, 2), (-3, 3)]"
+    assert done.stderr == "parent stderr still works\n"
