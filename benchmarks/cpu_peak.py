@@ -57,15 +57,12 @@ def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
     return 2 * a.nbytes / best / 1e9
 
 
-def convolution_output_bytes(arch: str) -> int:
-    """float32 bytes of every convolution's output of one example of `arch`: what batch norm, ELU and pooling
+def convolution_output_bytes(model) -> int:
+    """float32 bytes of every convolution's output of one example of `model`: what batch norm, ELU and pooling
     pass over, forward and backward."""
     import keras
     import numpy as np
 
-    from musictag.models import build_model
-
-    model = build_model(arch, n_tags=50, n_mels=96, n_frames=1366)
     return sum(4 * int(np.prod(layer.output.shape[1:])) for layer in model.layers
                if isinstance(layer, keras.layers.Conv2D))
 
@@ -76,13 +73,10 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
-def training_flops_per_example(arch: str) -> float:
-    """Multiply-add FLOPs of one training example of `arch`, from its layers' shapes (see the docstring)."""
+def training_flops_per_example(model) -> float:
+    """Multiply-add FLOPs of one training example of `model`, from its layers' shapes (see the docstring)."""
     import keras
 
-    from musictag.models import build_model
-
-    model = build_model(arch, n_tags=50, n_mels=96, n_frames=1366)
     total, first = 0.0, True
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -107,6 +101,8 @@ def main() -> None:
     train_speed.add_step_options(parser, steps=6)
     args = parser.parse_args()
     archs = args.archs.split(",")
+
+    from musictag.models import build_model
 
     peak = sgemm_peak_gflops()
     print(f"numpy SGEMM peak (n = 2048, best of 10): {peak:.1f} GFLOP/s", flush=True)
@@ -137,8 +133,9 @@ def main() -> None:
                 for worker in workers:
                     worker.close()
             rates = {config: args.batch_size / statistics.median(times[config]) for config in configs}
-            flops = training_flops_per_example(arch)
-            rows.append((arch, rates, flops, convolution_output_bytes(arch)))
+            model = build_model(arch, n_tags=50, n_mels=96, n_frames=1366)  # for its layers' shapes
+            flops = training_flops_per_example(model)
+            rows.append((arch, rates, flops, convolution_output_bytes(model)))
             print(f"  {arch}: {rates['after']:.2f} examples/s, {flops / 1e9:.2f} GFLOP/example, "
                   f"{rates['after'] * flops / 1e9 / peak:.0%} of peak", flush=True)
 
