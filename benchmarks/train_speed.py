@@ -8,7 +8,9 @@
 warm-up step first) for each architecture under each TensorFlow configuration:
   before  TensorFlow's own defaults (oneDNN off on a CPU without AVX-512) and plain keras Conv2D gradients
   after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.models as it is (matmul kernel gradients, see models.conv2d;
-          fused batch norm, see models.batch_normalization); `--configs after-keras-bn,after` isolates the latter
+          batch norm's sums as matmuls, see tf_speed.batch_norm)
+  after-keras-bn, after-fused-bn   `after` with Keras' own BatchNormalization, or with TensorFlow's fused
+          one (oneDNN's FusedBatchNormV3, as a GPU run takes cuDNN's): `--configs after-keras-bn,after-fused-bn,after`
 Each configuration lives in its own worker process (the oneDNN switch is read when TensorFlow is imported),
 and the workers take turns, one step at a time, so a shared, noisy machine slows them alike; figures are
 medians over the rounds, ratios are medians of the per-round ratios.
@@ -38,6 +40,7 @@ CONFIGS = {
     "before": {"framework": "tf", "onednn": None, "conv": "plain"},
     "after": {"framework": "tf", "onednn": "1", "conv": "musictag"},
     "after-keras-bn": {"framework": "tf", "onednn": "1", "conv": "musictag", "bn": "plain"},
+    "after-fused-bn": {"framework": "tf", "onednn": "1", "conv": "musictag", "bn": "fused"},
     "onednn-plain-conv": {"framework": "tf", "onednn": "1", "conv": "plain"},
     "default-musictag-conv": {"framework": "tf", "onednn": None, "conv": "musictag"},
     "after-inter-op-1": {"framework": "tf", "onednn": "1", "conv": "musictag", "inter_op": 1},
@@ -142,7 +145,7 @@ def tf_worker(spec: dict) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from musictag import models
+    from musictag import models, tf_speed
 
     if spec.get("inter_op"):
         tf.config.threading.set_inter_op_parallelism_threads(spec["inter_op"])
@@ -151,8 +154,10 @@ def tf_worker(spec: dict) -> None:
     if spec["conv"] == "plain":  # the layers as keras makes them, TF's own Conv2DBackpropFilter
         models.conv2d = lambda filters, kernel, padding, name: keras.layers.Conv2D(filters, kernel,
                                                                                    padding=padding, name=name)
-    if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not TF's fused batch norm
+    if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not musictag.tf_speed.batch_norm
         models.batch_normalization = lambda axis, name: keras.layers.BatchNormalization(axis=axis, name=name)
+    if spec.get("bn") == "fused":  # TensorFlow's FusedBatchNormV3 (oneDNN's), as a GPU run takes cuDNN's
+        tf_speed.normalize_by_matmul = tf_speed.normalize_fused
     batch = np.load(spec["batch"])
     x, y = batch["x"], batch["y"]
     keras.utils.set_random_seed(2018)

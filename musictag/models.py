@@ -36,7 +36,7 @@ def speed_up(layer: keras.Layer) -> keras.Layer:
 
 
 def with_speed_ups(model: keras.Model) -> keras.Model:
-    """`model` (loaded from a .keras file: training continued, tagging) with every layer `speed_up`."""
+    """`model`, loaded from a .keras file to train on (a finished run continued), with every layer `speed_up`."""
     for layer in model.layers:
         speed_up(layer)
     return model
@@ -77,13 +77,13 @@ def batch_normalization(axis: int, name: str) -> layers.BatchNormalization:
 
 def normalization(layer: layers.BatchNormalization, plain_call, inputs, training=None, mask=None):
     """layer.call(inputs, training, mask); in training on TensorFlow, over the channels of a 4-D tensor, as
-    TensorFlow's fused batch norm (musictag.tf_speed.fused_batch_norm): Keras' own is a dozen separate ops,
-    each a pass over the tensor, which cost k2c2 ~1.7 s of a 3.1 s step at batch 16 on a CPU."""
+    musictag.tf_speed.batch_norm: Keras' own is a dozen separate ops, each a pass over the tensor, which cost k2c2
+    ~1.7 s of a 3.1 s step at batch 16 on a CPU."""
     if training and mask is None and keras.backend.backend() == "tensorflow":
         from musictag import tf_speed
 
-        if tf_speed.fused_batch_norm_applies(layer, inputs):
-            return tf_speed.fused_batch_norm(layer, inputs)
+        if tf_speed.batch_norm_applies(layer, inputs):
+            return tf_speed.batch_norm(layer, inputs)
     return plain_call(inputs, training=training, mask=mask)
 
 

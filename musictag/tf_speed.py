@@ -15,10 +15,13 @@ benchmarks/train_speed.py and torch_k2c2.py measure them, --profile shows the op
   stays TF's own Conv2DBackpropInput. Kernels of at most 9 taps; without oneDNN, TF's own kernel gradient
   is faster than these matmuls and is kept, and so it is for layers whose output is over
   MATMUL_GRADIENT_MAX_BYTES per example, as the matmuls need padded copies of x and dy.
-- Fused batch norm (`fused_batch_norm`, every device): Keras 3's BatchNormalization trains through a dozen
-  separate ops (moments, then scale and shift), each a pass over the layer's output, and so does its gradient.
-  TensorFlow's FusedBatchNormV3 (oneDNN's on a CPU, cuDNN's on a GPU) makes it two ops: k2c2's unit1 at batch 16
-  (562 MB) went from 1.7 s to 1.0 s a step, k1c2's training from 7.3 to 10 examples/s.
+- Batch norm (`batch_norm`, every device): Keras 3's BatchNormalization trains through a dozen separate ops
+  (moments, then scale and shift), each a pass over the layer's output, and so does its gradient. On a GPU it is
+  TensorFlow's FusedBatchNormV3 (cuDNN's), two ops, and so on a CPU at channel counts that are multiples of 8.
+  Elsewhere oneDNN's fused kernels crawl: on a CPU with oneDNN (`matmul_gradient_engages`), at all of k1c2's and
+  k2c2's widths, the per-channel sums are matmuls with a row of ones and the gradient is written out
+  (`normalize_by_matmul`): k2c2 trains at 4.5 examples/s with Keras' own, 6.3 with the fused op, 7.6 so;
+  k1c2 at 7.3, 11.0 and 13.2 (at crnn's 96 channels the fused op is the faster, 3.7 against 3.3).
 - One-channel input gradient (`input_gradient`, with the matmul kernel gradient): the first convolution's input
   has one channel, and oneDNN's Conv2DBackpropInput into it ran at ~3 GFLOP/s (k2c2's unit1: 0.36 s a step).
   As one matmul giving each tap's contribution, then their shifted sum, it is one pass over dy.
@@ -122,31 +125,85 @@ def conv_with_matmul_kernel_gradient(inputs, kernel, kernel_size: tuple[int, int
     return conv(inputs, kernel)
 
 
-def fused_batch_norm_applies(layer, inputs) -> bool:
-    """Whether `layer` (a keras BatchNormalization) can normalise `inputs` with FusedBatchNormV3: a 4-D tensor
+def batch_norm_applies(layer, inputs) -> bool:
+    """Whether `layer` (a keras BatchNormalization) can normalise `inputs` through `batch_norm`: a 4-D tensor
     normalised over its last axis, with scale and offset, no renorm or cross-replica statistics, and an
     epsilon the fused op accepts."""
     return (len(inputs.shape) == 4 and layer.axis in (-1, 3) and layer.scale and layer.center
             and not layer.renorm and not layer.synchronized and layer.epsilon >= 1.001e-5)
 
 
-def fused_batch_norm(layer, inputs):
+def batch_norm(layer, inputs):
     """What `layer`'s training-mode call computes and updates (Keras 3, batch_normalization.py): the output
     normalised by the batch's mean and biased variance over (batch, height, width), and the moving statistics
     moved toward them by (1 - momentum); in float32, cast to the layer's compute dtype as Keras does.
-    FusedBatchNormV3 hands back the variance with Bessel's correction n / (n - 1), which Keras does not apply
-    to its moving variance, so it is taken off."""
+    On a CPU with oneDNN (`matmul_gradient_engages`) and a channel count not a multiple of 8, through
+    `normalize_by_matmul`; elsewhere (a GPU: cuDNN's; crnn's 96 channels, where oneDNN's is the faster) through
+    `normalize_fused`."""
     import tensorflow as tf
 
     x = tf.cast(inputs, tf.float32)
     gamma, beta = (tf.cast(variable, tf.float32) for variable in (layer.gamma, layer.beta))
-    y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=layer.epsilon,
-                                                                  is_training=True)
-    n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-    variance = unbiased_variance * tf.maximum(n - 1.0, 0.0) / n
+    by_matmul = matmul_gradient_engages() and x.shape[-1] % 8 != 0
+    normalize = normalize_by_matmul if by_matmul else normalize_fused
+    y, mean, variance = normalize(x, gamma, beta, layer.epsilon)
     layer.moving_mean.assign(layer.moving_mean * layer.momentum + mean * (1.0 - layer.momentum))
     layer.moving_variance.assign(layer.moving_variance * layer.momentum + variance * (1.0 - layer.momentum))
     return tf.cast(y, layer.compute_dtype)
+
+
+def normalize_fused(x, gamma, beta, epsilon: float):
+    """Batch norm in training, (y, mean, biased variance) over all axes but the last, as TensorFlow's
+    FusedBatchNormV3. It hands back the variance with Bessel's correction n / (n - 1), which Keras does not apply
+    to its moving variance, so it is taken off."""
+    import tensorflow as tf
+
+    y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
+    n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    return y, mean, unbiased_variance * tf.maximum(n - 1.0, 0.0) / n
+
+
+def normalize_by_matmul(x, gamma, beta, epsilon: float):
+    """Batch norm in training, (y, mean, biased variance) over all axes but the last, every per-channel sum a
+    matmul with a row of ones, and the gradient written out (statistics are not differentiated: they only feed
+    the moving averages).
+
+    oneDNN's FusedBatchNormV3 (`normalize_fused`) and its gradient run far below memory speed when the channels are not a multiple
+    of 8, as all of k1c2's and k2c2's are (47, 67, 95, 135, ...): on k2c2's unit1 at batch 16 (562 MB) they take
+    ~1.1 s a step against ~0.6 s at 64 channels. A ones-row matmul sums at memory speed for any width, so this
+    is two sums forward, two backward, and the elementwise passes the formulas need:
+      y = x * a + (beta - mean * a), a = gamma / sqrt(variance + epsilon)
+      dx = a * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) / sqrt(variance + epsilon)
+    with sum(dy * xhat) (the gradient of gamma) = (sum(dy * x) - mean * sum(dy)) / sqrt(variance + epsilon).
+    """
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        rows = tf.reshape(x, (-1, channels))
+        ones = tf.ones((1, tf.shape(rows)[0]), rows.dtype)
+        n = tf.cast(tf.shape(rows)[0], rows.dtype)
+
+        def channel_sums(values):  # (rows, channels) -> (channels,)
+            return tf.matmul(ones, values)[0]
+
+        mean = channel_sums(rows) / n
+        variance = channel_sums(tf.math.squared_difference(rows, mean)) / n
+        inverse_std = tf.math.rsqrt(variance + epsilon)
+        scale = gamma * inverse_std
+
+        def gradient(dy, *_):  # the statistics' upstream gradients are unused (see above)
+            dy_sum = channel_sums(tf.reshape(dy, (-1, channels)))
+            dy_xhat_sum = inverse_std * (channel_sums(tf.reshape(dy * x, (-1, channels))) - mean * dy_sum)
+            x_coefficient = -scale * inverse_std * dy_xhat_sum / n  # dx = scale * dy + x_coefficient * x + offset
+            offset = -scale * dy_sum / n - x_coefficient * mean
+            return dy * scale + (x * x_coefficient + offset), dy_xhat_sum, dy_sum
+
+        return (x * scale + (beta - mean * scale), mean, variance), gradient
+
+    return normalize(x, gamma, beta)
 
 
 def input_gradient(dy, kernel, padding: str):

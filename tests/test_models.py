@@ -95,18 +95,25 @@ def test_conv2d_gives_the_plain_keras_values_and_gradients(monkeypatch, kernel, 
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("input_shape, axis", [
-    ((3, 4, 5, 6), -1),   # conv_unit's: TensorFlow's fused batch norm, 60 values a channel (Bessel's 60/59)
-    ((2, 1, 3, 4), -1),   # 6 values a channel: the variance correction shows
-    ((3, 4, 5, 1), 1),    # input_normalization's, per mel band: Keras' own
-    ((3, 7), -1),         # short_resnet's dense_bn: Keras' own
+@pytest.mark.parametrize("on_cpu", [True, False], ids=["a CPU", "a GPU"])
+@pytest.mark.parametrize("input_shape, axis, by_matmul_on_a_cpu", [
+    ((3, 4, 5, 6), -1, True),    # conv_unit's: 60 values a channel (the fused op's Bessel 60/59)
+    ((2, 1, 3, 4), -1, True),    # 6 values a channel: the fused op's variance correction shows
+    ((2, 3, 5, 7), -1, True),    # 7 channels, as k2c2's 67 are not a multiple of 8
+    ((2, 3, 5, 8), -1, False),   # 8 channels, as crnn's 96: oneDNN's fused op
+    ((3, 4, 5, 1), 1, False),    # input_normalization's, per mel band: Keras' own
+    ((3, 7), -1, False),         # short_resnet's dense_bn: Keras' own
 ])
-def test_batch_norm_trains_as_the_plain_keras_layer(input_shape, axis):
-    """models.batch_normalization's fused TensorFlow path: the same outputs, gradients and moving statistics as
-    keras.layers.BatchNormalization, in training and inference."""
+def test_batch_norm_trains_as_the_plain_keras_layer(monkeypatch, input_shape, axis, by_matmul_on_a_cpu, on_cpu):
+    """models.batch_normalization's TensorFlow paths (matmul sums on a CPU, the fused op): the same outputs,
+    gradients and moving statistics as keras.layers.BatchNormalization, in training and inference."""
     import numpy as np
     import tensorflow as tf
 
+    monkeypatch.setattr(tf_speed, "matmul_gradient_engages", lambda: on_cpu)
+    by_matmul = []
+    monkeypatch.setattr(tf_speed, "normalize_by_matmul",
+                        lambda *args, plain=tf_speed.normalize_by_matmul: by_matmul.append(1) or plain(*args))
     fast, plain = models.batch_normalization(axis, name="fast"), keras.layers.BatchNormalization(axis=axis)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(3.0, 2.0, size=input_shape), tf.float32)
@@ -123,6 +130,7 @@ def test_batch_norm_trains_as_the_plain_keras_layer(input_shape, axis):
                         layer.moving_variance, layer(x, training=False)])
     for got, expected in zip(*results):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    assert bool(by_matmul) is (on_cpu and by_matmul_on_a_cpu)
 
 
 @pytest.mark.parametrize("gpu, user_set, switched_on", [
