@@ -19,7 +19,8 @@ step's time per example would move at that bandwidth ("passes"), and how many th
 ("budget"). Convolution, batch norm, ELU and pooling as separate kernels pass over a unit's output about
 20 times forward and backward (batch norm 3 + 5, ELU 2 + 3, pooling 1 + 2, the bias and the two
 gradients' matmuls 3, the convolution's write 1): a step whose passes come near that is bound by memory,
-not by matmul speed, and a budget below it cannot be met without fusing those kernels.
+not by matmul speed. Even at the full peak the convolutions take half the budget, so a budget below about
+twice that (~40 passes) cannot be met without fusing those kernels.
 """
 from __future__ import annotations
 

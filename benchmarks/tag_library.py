@@ -1,6 +1,6 @@
 """Tagging a library of full-length tracks: musictag.library against the obvious loop.
 
-    python benchmarks/tag_library.py --tracks 8 --repeats 3
+    python benchmarks/tag_library.py --tracks 24 --repeats 3
 
 Tracks are made from the embedded corpus: each clip looped to a 3-7 minute track, upsampled to
 44.1 or 48 kHz stereo and written as MP3 (or OGG where libsndfile lacks MP3), alternately. The obvious
@@ -64,7 +64,7 @@ def obvious_loop(tagger: Tagger, paths: list[str], windows: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracks", type=int, default=8)
+    parser.add_argument("--tracks", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     tagger = Tagger(DATA_DIR / "model")
