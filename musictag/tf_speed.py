@@ -20,8 +20,8 @@ benchmarks/train_speed.py and torch_k2c2.py measure them, --profile shows the op
   TensorFlow's FusedBatchNormV3 (cuDNN's), two ops, and so on a CPU at channel counts that are multiples of 8.
   Elsewhere oneDNN's fused kernels crawl: on a CPU with oneDNN (`matmul_gradient_engages`), at all of k1c2's and
   k2c2's widths, the per-channel sums are matmuls with a row of ones and the gradient is written out
-  (`normalize_by_matmul`): k2c2 trains at 4.5 examples/s with Keras' own, 6.3 with the fused op, 7.6 so;
-  k1c2 at 7.3, 11.0 and 13.2 (at crnn's 96 channels the fused op is the faster, 3.7 against 3.3).
+  (`normalize_by_matmul`): k2c2 trains at 4.8 examples/s with Keras' own, 6.4 with the fused op, 7.5 so;
+  k1c2 at 7.8, 10.1 and 12.6 (at crnn's 96 channels the fused op is the faster: 3.7 against 3.3).
 - One-channel input gradient (`input_gradient`, with the matmul kernel gradient): the first convolution's input
   has one channel, and oneDNN's Conv2DBackpropInput into it ran at ~3 GFLOP/s (k2c2's unit1: 0.36 s a step).
   As one matmul giving each tap's contribution, then their shifted sum, it is one pass over dy.
@@ -168,10 +168,10 @@ def normalize_by_matmul(x, gamma, beta, epsilon: float):
     matmul with a row of ones, and the gradient written out (statistics are not differentiated: they only feed
     the moving averages).
 
-    oneDNN's FusedBatchNormV3 (`normalize_fused`) and its gradient run far below memory speed when the channels are not a multiple
-    of 8, as all of k1c2's and k2c2's are (47, 67, 95, 135, ...): on k2c2's unit1 at batch 16 (562 MB) they take
-    ~1.1 s a step against ~0.6 s at 64 channels. A ones-row matmul sums at memory speed for any width, so this
-    is two sums forward, two backward, and the elementwise passes the formulas need:
+    oneDNN's FusedBatchNormV3 (`normalize_fused`) and its gradient run far below memory speed when the channels
+    are not a multiple of 8, as none of k1c2's and k2c2's are (47, 67, 95, 135, ...): on k2c2's unit1 at batch 16
+    (562 MB) they take ~1.1 s a step against ~0.6 s at 64 channels. A ones-row matmul sums at memory speed for
+    any width, so this is two sums forward, two backward, and the elementwise passes the formulas need:
       y = x * a + (beta - mean * a), a = gamma / sqrt(variance + epsilon)
       dx = a * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) / sqrt(variance + epsilon)
     with sum(dy * xhat) (the gradient of gamma) = (sum(dy * x) - mean * sum(dy)) / sqrt(variance + epsilon).
