@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py speed                       # all architectures, batch 16, before vs after
     python benchmarks/train_speed.py speed --archs k2c2 --steps 5
+    python benchmarks/train_speed.py batchnorm                   # batch norm alone: fused op vs matmul sums
     python benchmarks/train_speed.py pipeline --steps 24         # make_dataset epochs vs the same batches in RAM
 
 `speed` times steady-state training steps (forward + backward + Adam, the train function `fit` runs; one
@@ -14,6 +15,10 @@ warm-up step first) for each architecture under each TensorFlow configuration:
 Each configuration lives in its own worker process (the oneDNN switch is read when TensorFlow is imported),
 and the workers take turns, one step at a time, so a shared, noisy machine slows them alike; figures are
 medians over the rounds, ratios are medians of the per-round ratios.
+
+`batchnorm` times one training-mode batch norm alone, forward and backward, at the sizes of k2c2's and k1c2's
+layers and at nearby channel counts that are multiples of 8: TensorFlow's fused op (oneDNN's) against
+musictag.tf_speed's matmul sums, which training takes on a CPU where the channels are not a multiple of 8.
 
 `pipeline` trains k2c1 (or --arch) for a few short epochs reading the train shards through
 musictag.records.make_dataset(shuffle=True, repeat=True) as training does, and for the same number of
@@ -311,6 +316,54 @@ def run_speed(args) -> None:
                                                                    else " " * 8) for c in configs))
 
 
+# --- batch norm alone -------------------------------------------------------------------------------------
+
+# (height, width, channels) of batch-normalised outputs: k2c2's unit1 and unit2, k1c2's unit1 and unit3, and
+# nearby channel counts that are multiples of 8
+BATCH_NORM_SHAPES = [(96, 1366, 67), (96, 1366, 64), (96, 1366, 72), (48, 341, 135), (48, 341, 136),
+                     (96, 1366, 47), (96, 1366, 48), (96, 68, 95), (96, 68, 96)]
+
+
+def run_batch_norm(args) -> None:
+    """Seconds per forward + backward of one training-mode batch norm over a batch of each shape, TensorFlow's
+    fused op (oneDNN's) against musictag.tf_speed.normalize_by_matmul, alternately, medians of --rounds."""
+    from musictag.tf_speed import switch_on_onednn
+
+    switch_on_onednn()
+    import tensorflow as tf
+
+    from musictag import tf_speed
+
+    print(f"batch norm forward + backward at batch {args.batch_size}, seconds (median of {args.rounds} rounds):")
+    print(f"{'shape (h, w, channels)':>24s} {'MB':>6s} {'fused op':>9s} {'matmul sums':>12s} {'ratio':>6s}")
+    for shape in BATCH_NORM_SHAPES:
+        x = tf.random.stateless_normal((args.batch_size, *shape), seed=(0, 1))
+        upstream = tf.random.stateless_normal(x.shape, seed=(0, 2))
+        gamma, beta = tf.ones(shape[-1]), tf.zeros(shape[-1])
+
+        def step(normalize):
+            @tf.function
+            def forward_backward():
+                with tf.GradientTape() as tape:
+                    tape.watch([x, gamma, beta])
+                    y, _, _ = normalize(x, gamma, beta, 1e-3)
+                return tape.gradient(y, [x, gamma, beta], output_gradients=upstream)
+            return forward_backward
+
+        steps = {"fused": step(tf_speed.normalize_fused), "matmul": step(tf_speed.normalize_by_matmul)}
+        times = {name: [] for name in steps}
+        for name, function in steps.items():
+            function()[0].numpy()  # trace, warm up
+        for _ in range(args.rounds):
+            for name, function in steps.items():
+                started = time.perf_counter()
+                function()[0].numpy()
+                times[name].append(time.perf_counter() - started)
+        fused, matmul = (statistics.median(times[name]) for name in steps)
+        print(f"{str(shape):>24s} {x.numpy().nbytes / 1e6:6.0f} {fused:9.3f} {matmul:12.3f} {fused / matmul:6.2f}",
+              flush=True)
+
+
 # --- input pipeline overhead -------------------------------------------------------------------------------
 
 
@@ -398,6 +451,9 @@ def main() -> None:
     speed.add_argument("--sequential", action="store_true",
                        help="run the configurations one after the other, not side by side (short_resnet at batch "
                             "16 peaks at ~12 GB with TF's defaults, over 15 GB with oneDNN)")
+    batch_norm = sub.add_parser("batchnorm", help="batch norm alone: TF's fused op vs tf_speed's matmul sums")
+    batch_norm.add_argument("--rounds", type=int, default=5)
+    batch_norm.add_argument("--batch-size", type=int, default=16)
     pipeline = sub.add_parser("pipeline", help="make_dataset vs in-RAM epoch time")
     pipeline.add_argument("--arch", default="k2c1")
     pipeline.add_argument("--steps", type=int, default=24, help="steps per epoch")
@@ -410,6 +466,8 @@ def main() -> None:
             parser.error(f"speed runs TensorFlow configurations, from {TF_CONFIGS}; PyTorch (k2c2): "
                          "benchmarks/torch_k2c2.py")
         run_speed(args)
+    elif args.what == "batchnorm":
+        run_batch_norm(args)
     else:
         run_pipeline(args)
 
