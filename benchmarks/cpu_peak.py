@@ -57,8 +57,8 @@ def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
 
     a = np.ones(megabytes * 2**20 // 4, np.float32)
     out = np.empty_like(a)
-    parts = [(part, out_part) for part, out_part in zip(np.array_split(a, os.cpu_count() or 1),
-                                                        np.array_split(out, os.cpu_count() or 1))]
+    cores = os.cpu_count() or 1
+    parts = list(zip(np.array_split(a, cores), np.array_split(out, cores)))  # (input, output) slices, one a core
     with ThreadPoolExecutor(len(parts)) as threads:
         def add_one() -> None:
             list(threads.map(lambda pair: np.add(pair[0], 1.0, out=pair[1]), parts))

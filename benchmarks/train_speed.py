@@ -360,8 +360,8 @@ def run_batch_norm(args) -> None:
                 function()[0].numpy()
                 times[name].append(time.perf_counter() - started)
         fused, matmul = (statistics.median(times[name]) for name in steps)
-        print(f"{str(shape):>24s} {x.numpy().nbytes / 1e6:6.0f} {fused:9.3f} {matmul:12.3f} {fused / matmul:6.2f}",
-              flush=True)
+        megabytes = x.shape.num_elements() * x.dtype.size / 1e6
+        print(f"{str(shape):>24s} {megabytes:6.0f} {fused:9.3f} {matmul:12.3f} {fused / matmul:6.2f}", flush=True)
 
 
 # --- input pipeline overhead -------------------------------------------------------------------------------
