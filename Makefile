@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: pipeline test venv browser
+.PHONY: pipeline paper test venv browser
 
 # Where an NVIDIA GPU answers (nvidia-smi), TensorFlow's CUDA build at the pinned version replaces the CPU one.
 TF_VERSION := $(shell sed -n 's/^tensorflow-cpu==\([^ ]*\).*/\1/p' requirements.txt)
@@ -21,13 +21,19 @@ $(BIN)/.installed: requirements.txt pyproject.toml musictag/venv-path.pth
 
 venv: $(BIN)/.installed
 
-# Debian's Chromium for the t-SNE map's browser test; without it (no root, no apt) that test skips.
+# Debian's Chromium and its driver for the browser tests; whichever is missing is installed. Without them
+# (no root, no apt) those tests skip, saying so.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-		|| echo "chromium not installed: the browser test will be skipped"
+	@{ command -v chromium && command -v chromedriver; } >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "chromium or chromedriver not installed: the browser tests will be skipped"
 
 pipeline: venv
 	$(BIN)/dvc repro  # stage commands call `python`: the venv's (musictag/venv-path.pth)
+
+paper: venv  # paper mode (README "Paper mode"): its expected wall time first, then every run and the report
+	$(BIN)/musictag paper-cost
+	$(BIN)/dvc repro paper/dvc.yaml
 
 test: venv browser  # two workers, one test file each (module fixtures build once): CI's two cores busy
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -10,6 +10,8 @@ warm-up step first) for each architecture under each TensorFlow configuration:
   before  TensorFlow's own defaults (oneDNN off on a CPU without AVX-512) and plain keras Conv2D gradients
   after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.models as it is (matmul kernel gradients, see models.conv2d;
           batch norm's sums as matmuls, see tf_speed.batch_norm)
+  after-bf16   `after` under Keras' mixed_bfloat16 policy (bfloat16 compute, float32 weights): a CPU with
+          AVX512_BF16 or AMX runs its matmuls in half precision; the printed loss shows what it does to training
   after-keras-bn, after-fused-bn   `after` with Keras' own BatchNormalization, or with TensorFlow's fused
           one (oneDNN's FusedBatchNormV3, as a GPU run takes cuDNN's): `--configs after-keras-bn,after-fused-bn,after`
 Each configuration lives in its own worker process (the oneDNN switch is read when TensorFlow is imported),
@@ -50,6 +52,7 @@ CONFIGS = {
     "default-musictag-conv": {"framework": "tf", "onednn": None, "conv": "musictag"},
     "after-inter-op-1": {"framework": "tf", "onednn": "1", "conv": "musictag", "inter_op": 1},
     "after-xla": {"framework": "tf", "onednn": "1", "conv": "musictag", "jit": True},
+    "after-bf16": {"framework": "tf", "onednn": "1", "conv": "musictag", "policy": "mixed_bfloat16"},
     "before-xla": {"framework": "tf", "onednn": None, "conv": "plain", "jit": True},
     "torch": {"framework": "torch"},
     "torch-channels-last": {"framework": "torch", "channels_last": True},  # PyTorch's faster CPU layout
@@ -165,6 +168,7 @@ def tf_worker(spec: dict) -> None:
         tf_speed.normalize_by_matmul = tf_speed.normalize_fused
     batch = np.load(spec["batch"])
     x, y = batch["x"], batch["y"]
+    keras.mixed_precision.set_global_policy(spec.get("policy", "float32"))
     keras.utils.set_random_seed(2018)
     model = models.build_model(spec["arch"], n_tags=y.shape[1], n_mels=x.shape[1], n_frames=x.shape[2])
     model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8),

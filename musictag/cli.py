@@ -165,6 +165,31 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     return song_vectors(query, features)[0]
 
 
+def _paper_cost(args: argparse.Namespace) -> None:
+    """The expected wall time of `dvc repro paper/dvc.yaml` under each recipe, from the examples/s its last runs
+    measured (metrics/paper/runs/, in git) and the training clips of the shards (metrics/shards.json)."""
+    from musictag.paper_runs import RECIPES, describe_cost, expected_seconds
+    from musictag.params import load_params
+    from musictag.paths import METRICS_DIR
+
+    params = load_params()
+    paper, patience = params["paper"], params["train"]["early_stopping_patience"]
+    measured = {}
+    for path in sorted((METRICS_DIR / "paper" / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        if run.get("examples_per_s"):
+            measured.setdefault(run["model"], run)
+    try:
+        train_examples = json.loads((METRICS_DIR / "shards.json").read_text())["splits"]["train"]["n_examples"]
+    except (OSError, ValueError, KeyError):
+        raise MusictagError(f"{METRICS_DIR / 'shards.json'}: no shards summary; run `dvc repro shards` first") from None
+    for recipe in sorted(RECIPES, key=lambda r: r != paper["recipe"]):
+        chosen = " (params.yaml's paper.recipe)" if recipe == paper["recipe"] else ""
+        print(f"recipe {recipe}{chosen}, {len(paper['seeds'])} seeds, {train_examples} training clips: "
+              + describe_cost(expected_seconds(measured, paper["architectures"], len(paper["seeds"]), recipe,
+                                               paper["max_epochs"], patience, train_examples)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musictag", description=__doc__)
     parser.add_argument("--version", action="version", version=f"musictag {__version__}")
@@ -208,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--metric", action="append", help="dotted metric name or pattern (repeatable)")
     ci.add_argument("--level", type=float, help="confidence level, default params.yaml ci.level")
     ci.set_defaults(run=_confidence_intervals)
+    cost = commands.add_parser("paper-cost", help="expected wall time of `dvc repro paper/dvc.yaml`, per recipe")
+    cost.set_defaults(run=_paper_cost)
     return parser
 
 

@@ -1,19 +1,17 @@
-"""Paper mode: the dissertation's chapter 4 over every (architecture, seed) run, compared with intervals.
+"""Paper mode's statistics: the dissertation's chapter 4 over every (architecture, seed) run, compared with intervals.
 
 `paper/dvc.yaml` trains each pair of `paper.architectures` x `paper.seeds` into `data/paper/runs/<run>/`
-(stages/paper_run.py), then `compare` reads them all. Statistics follow the seed (section 4.2.1):
-a two-sided Student-t 95% interval over the seeds of one architecture, never pooled across
-architectures. For each pair of architectures the difference of macro ROC-AUC is tested twice: Welch's
-t-test over the seeds' scores (run-to-run variation) and a paired bootstrap over test songs (every
-resample scores both architectures' runs on the same songs: test-set variation). The success criterion
-(every tag's accuracy above 50% and its interval's lower bound too) is checked per architecture.
+(stages/paper_run.py, musictag.paper_runs), then `compare` reads them all; musictag.paper_report draws them.
+Statistics follow the seed (section 4.2.1): a two-sided Student-t interval over the seeds of one architecture,
+never pooled across architectures. A score bounded by 0 and 1 (ROC-AUC, AP, accuracy) gets its interval on
+the logit scale, mapped back, so it stays inside (0, 1) however few the seeds (`interval`). For each pair of
+architectures the difference of macro ROC-AUC is tested twice: Welch's t-test over the seeds' scores
+(run-to-run variation) and a paired bootstrap over test songs (test-set variation). The seed's success
+criterion (every tag's accuracy above 50% and its interval's lower bound too) is checked per architecture,
+and against each tag's majority-class baseline, which a model that always answers "no" already reaches.
 """
 from __future__ import annotations
 
-import base64
-import html
-import importlib.metadata
-import io
 import itertools
 import json
 from dataclasses import dataclass
@@ -22,31 +20,26 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
-from musictag import plots
 from musictag.categories import dissertation_facts
 from musictag.errors import MusictagError
-from musictag.files import write_atomic
-from musictag.metrics import align_ground_truth, confidence_interval, pick_songs, tag_metrics, top_tags_rows
+from musictag.metrics import align_ground_truth, tag_metrics
+from musictag.paper_runs import ACCURACY_PREDICTIONS, MODEL_DIR, PREDICTIONS, TIMING, run_name
 from musictag.predictions import Predictions
+from musictag.tsne_map import all_alike
 
-PREDICTIONS, MODEL_DIR, TIMING = "predictions.npz", "model", "timing.csv"  # in each run's folder
-MSD_TRAINING_CLIPS = 201_680  # Choi et al.'s training split, which the seed's epoch times are for
-MIN_MAP_SONGS = 10  # fewer test songs make no t-SNE map (and openTSNE's affinities degenerate)
 HEADLINES = {"roc_auc_macro": ("roc_auc", "macro"), "roc_auc_micro": ("roc_auc", "micro"),
              "pr_auc_macro": ("pr_auc", "macro"), "pr_auc_micro": ("pr_auc", "micro"),
              "accuracy": ("at_half", "accuracy")}
-
-
-def run_name(model: str, seed: int) -> str:
-    """The folder of one run under data/paper/runs (and its metrics file's name)."""
-    return f"{model}-seed{seed}"
+BOUNDED_EDGE = 1e-6  # a bounded score of exactly 0 or 1 sits this far inside on the logit scale
 
 
 @dataclass
 class Run:
-    """One trained (architecture, seed): its test targets and probabilities (n, n_tags) and training log."""
+    """One trained (architecture, seed): test targets and probabilities (n, n_tags), its logs and config.
+    `p_accuracy` are the probabilities the accuracy tables use where the recipe takes them from another
+    epoch (the seed's 30-epoch sessions); None: `p`."""
 
     model: str
     seed: int
@@ -55,7 +48,14 @@ class Run:
     clips: pd.DataFrame
     tag_names: list[str]
     timing: pd.DataFrame  # per epoch: train_time_s, epoch_time_s, examples_per_s (musictag.training.Throughput)
+    history: pd.DataFrame  # per epoch: loss, val_auc, ... (Keras' history.csv)
     config: dict
+    p_accuracy: np.ndarray | None = None
+
+    @property
+    def best_val_auc(self) -> float:
+        """The validation macro ROC-AUC of the epoch whose weights were kept (best.keras)."""
+        return float(self.history["val_auc"].max()) if "val_auc" in self.history and len(self.history) else np.nan
 
 
 def load_runs(runs_dir: Path, models: Sequence[str], seeds: Sequence[int], manifest_path: Path) -> list[Run]:
@@ -65,14 +65,18 @@ def load_runs(runs_dir: Path, models: Sequence[str], seeds: Sequence[int], manif
         folder = Path(runs_dir) / run_name(model, seed)
         test = Predictions.load(folder / PREDICTIONS).subset("test")
         y, clips = align_ground_truth(test, manifest_path)
+        accuracy_file = folder / ACCURACY_PREDICTIONS
+        p_accuracy = (Predictions.load(accuracy_file).subset("test").probabilities.astype(np.float64)
+                      if accuracy_file.exists() else None)
         try:
             timing = pd.read_csv(folder / TIMING)
+            history = pd.read_csv(folder / MODEL_DIR / "history.csv")
             config = json.loads((folder / MODEL_DIR / "config.json").read_text())
         except (OSError, ValueError) as err:
             raise MusictagError(f"{folder}: unreadable training log or config ({err.__class__.__name__}); "
                                 "run `dvc repro paper/dvc.yaml`") from None
         runs.append(Run(model, int(seed), y, test.probabilities.astype(np.float64), clips, test.tag_names,
-                        timing, config))
+                        timing, history, config, p_accuracy))
     first = runs[0]
     for run in runs[1:]:
         if list(run.clips["id"]) != list(first.clips["id"]) or run.tag_names != first.tag_names:
@@ -81,13 +85,25 @@ def load_runs(runs_dir: Path, models: Sequence[str], seeds: Sequence[int], manif
     return runs
 
 
-def interval(values: Sequence[float], level: float) -> dict:
-    """Mean and Student-t half width over runs (None with a single run)."""
-    values = [float(v) for v in values]
+def interval(values: Sequence[float], level: float, bounded: bool = False) -> dict:
+    """Mean, Student-t half width `ci` and interval [low, high] over runs (no interval with a single run).
+
+    With `bounded`, for a score in [0, 1], low and high come from the t interval of the logits mapped back
+    through the logistic function: inside (0, 1) whatever the spread, asymmetric near a bound; `ci` stays the
+    plain half width the seed reports. Identical values give a zero-width interval at that value."""
+    values = np.asarray([float(v) for v in values])
+    mean = float(values.mean())
     if len(values) < 2:
-        return {"mean": values[0], "ci": None, "n": len(values)}
-    mean, half_width = confidence_interval(values, level)
-    return {"mean": mean, "ci": half_width, "n": len(values)}
+        return {"mean": mean, "ci": None, "low": None, "high": None, "n": len(values)}
+    t = stats.t.ppf((1 + level) / 2, df=len(values) - 1)
+    half_width = float(t * values.std(ddof=1) / np.sqrt(len(values)))
+    if not bounded or np.ptp(values) == 0:
+        return {"mean": mean, "ci": half_width, "low": mean - half_width, "high": mean + half_width, "n": len(values)}
+    logits = special.logit(np.clip(values, BOUNDED_EDGE, 1 - BOUNDED_EDGE))
+    centre, spread = logits.mean(), t * logits.std(ddof=1) / np.sqrt(len(values))
+    low, high = special.expit(centre - spread), special.expit(centre + spread)
+    return {"mean": mean, "ci": half_width, "low": float(min(low, mean)), "high": float(max(high, mean)),
+            "n": len(values)}
 
 
 def rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -104,7 +120,8 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 def paired_bootstrap(y: np.ndarray, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray],
                      n_resamples: int, seed: int) -> dict:
     """Macro ROC-AUC difference (mean over A's runs - mean over B's) on test songs resampled with
-    replacement, the same songs for both: observed difference, 95% percentile interval, two-sided p."""
+    replacement, the same songs for both: observed difference, 95% percentile interval, two-sided p
+    (its smallest value is 1 / (n_resamples + 1), kept as `p_floor`)."""
     rng = np.random.default_rng(seed)
 
     def difference(rows) -> float:
@@ -112,7 +129,7 @@ def paired_bootstrap(y: np.ndarray, runs_a: Sequence[np.ndarray], runs_b: Sequen
         aucs_a = np.array([rank_auc(yb, p[rows]) for p in runs_a])
         aucs_b = np.array([rank_auc(yb, p[rows]) for p in runs_b])
         tags = np.isfinite(aucs_a[0])  # evaluable in this resample: the same tags for both
-        return float(aucs_a[:, tags].mean() - aucs_b[:, tags].mean())
+        return float(aucs_a[:, tags].mean() - aucs_b[:, tags].mean()) if tags.any() else 0.0
 
     observed = difference(np.arange(len(y)))
     resampled = np.array([difference(rng.integers(0, len(y), len(y))) for _ in range(n_resamples)])
@@ -120,272 +137,156 @@ def paired_bootstrap(y: np.ndarray, runs_a: Sequence[np.ndarray], runs_b: Sequen
     p_value = min(1.0, (2 * min(at_or_below, at_or_above) + 1) / (n_resamples + 1))
     low, high = np.percentile(resampled, [2.5, 97.5])
     return {"difference": observed, "ci_low": float(low), "ci_high": float(high), "p": float(p_value),
-            "n_resamples": int(n_resamples)}
+            "p_floor": 1 / (n_resamples + 1), "n_resamples": int(n_resamples)}
 
 
-def compare(runs: Sequence[Run], categories: dict[str, str], level: float, n_bootstrap: int, seed: int) -> dict:
-    """Everything the report shows: per architecture the headline scores, epoch time and per-tag table
-    with intervals over seeds, the success criterion, and the pairwise tests of macro ROC-AUC."""
+def top_tag_share(p: np.ndarray) -> float:
+    """The share of songs whose top predicted tag is the most common top tag: near 1 when a model answers
+    alike for every song."""
+    return float(np.bincount(p.argmax(axis=1)).max() / len(p))
+
+
+def _per_run(run: Run) -> tuple[pd.DataFrame, dict]:
+    """One run's per-tag table (accuracy from `p_accuracy` where the recipe says) and headline scores."""
+    table, summary = tag_metrics(run.y, run.p, run.tag_names)
+    if run.p_accuracy is not None:
+        accuracy_table, accuracy_summary = tag_metrics(run.y, run.p_accuracy, run.tag_names)
+        table["accuracy"] = accuracy_table["accuracy"]
+        summary["at_half"]["accuracy"] = accuracy_summary["at_half"]["accuracy"]
+    scores = {name: summary[a][b] for name, (a, b) in HEADLINES.items()}
+    scores |= {"epoch_time_s": float(run.timing["train_time_s"].mean()),
+               "examples_per_s": float(run.timing["examples_per_s"].mean()),
+               "epochs_run": len(run.history), "best_epoch": int(run.history["val_auc"].to_numpy().argmax()) + 1}
+    return table.set_index("tag"), scores
+
+
+def compare(runs: Sequence[Run], categories: dict[str, str], level: float, n_bootstrap: int, seed: int,
+            max_epochs: int | None = None) -> dict:
+    """Everything the report shows: per architecture the headline scores, epochs, epoch time and per-tag table
+    with intervals over seeds, the success criterion against chance and against the majority class, the runs
+    that answer alike for every song, the pairwise tests of macro ROC-AUC, and the run chosen on validation
+    for the tables of single songs. `max_epochs`: the cap a converged run may have stopped at (None: fixed)."""
     models = list(dict.fromkeys(run.model for run in runs))
     tag_names = runs[0].tag_names
-    per_run = {}
-    for run in runs:
-        table, summary = tag_metrics(run.y, run.p, tag_names)
-        scores = {name: summary[a][b] for name, (a, b) in HEADLINES.items()}
-        scores["epoch_time_s"] = float(run.timing["train_time_s"].mean())
-        scores["examples_per_s"] = float(run.timing["examples_per_s"].mean())
-        per_run[(run.model, run.seed)] = (table.set_index("tag"), scores)
+    per_run = {(run.model, run.seed): _per_run(run) for run in runs}
+    base_rate = runs[0].y.mean(axis=0)
+    majority = np.maximum(base_rate, 1 - base_rate)  # the accuracy of always answering the commoner class
 
     architectures = {}
     for model in models:
         mine = [per_run[key] for key in per_run if key[0] == model]
-        headline = {name: interval([s[name] for _, s in mine], level) for name in mine[0][1]}
+        headline = {name: interval([s[name] for _, s in mine], level, bounded=name in HEADLINES)
+                    for name in mine[0][1]}
         rows = []
-        for tag in tag_names:
-            row = {"tag": tag, "category": categories.get(tag, "other")}
+        for j, tag in enumerate(tag_names):
+            row = {"tag": tag, "category": categories.get(tag, "other"), "majority": float(majority[j])}
             for column in ("accuracy", "roc_auc", "pr_auc"):
                 values = [t.loc[tag, column] for t, _ in mine if np.isfinite(t.loc[tag, column])]
                 if values:
-                    value = interval(values, level)
-                    row |= {column: value["mean"], column + "_ci": value["ci"]}
+                    value = interval(values, level, bounded=True)
+                    row |= {column: value["mean"], column + "_low": value["low"], column + "_high": value["high"]}
             rows.append(row)
         table = pd.DataFrame(rows)
-        low = table["accuracy"] - table["accuracy_ci"].fillna(0)  # one seed: no interval, the mean alone
+        low = table["accuracy_low"].fillna(table["accuracy"])  # one seed: no interval, the mean alone
         table["passes"] = (table["accuracy"] > 0.5) & (low > 0.5)
-        seeds = sorted(s for m, s in per_run if m == model)
-        architectures[model] = {"seeds": seeds, "headline": headline, "per_tag": table,
-                                "criterion_failures": table.loc[~table["passes"], "tag"].tolist(),
-                                "criterion_has_intervals": len(seeds) > 1}
+        table["beats_majority"] = low > table["majority"] + 1e-12
+        my_runs = [run for run in runs if run.model == model]
+        epochs = [s["epochs_run"] for _, s in mine]
+        architectures[model] = {
+            "seeds": [run.seed for run in my_runs], "headline": headline, "per_tag": table,
+            "criterion_failures": table.loc[~table["passes"], "tag"].tolist(),
+            "trivial_passes": table.loc[table["passes"] & ~table["beats_majority"], "tag"].tolist(),
+            "criterion_has_intervals": len(my_runs) > 1,
+            "epochs": epochs, "runs_at_cap": [run.seed for run, e in zip(my_runs, epochs)
+                                              if max_epochs is not None and e >= max_epochs],
+            "degenerate_runs": [run.seed for run in my_runs if all_alike(run.p)],
+            "top_tag_share": {run.seed: top_tag_share(run.p) for run in my_runs},
+            "best_seed": max(my_runs, key=lambda run: run.best_val_auc).seed,
+            "best_val_auc_mean": float(np.mean([run.best_val_auc for run in my_runs]))}
 
     tests = []
     y = runs[0].y
     for a, b in itertools.combinations(models, 2):
         scores_a = [s["roc_auc_macro"] for (m, _), (_, s) in per_run.items() if m == a]
         scores_b = [s["roc_auc_macro"] for (m, _), (_, s) in per_run.items() if m == b]
-        welch = (stats.ttest_ind(scores_a, scores_b, equal_var=False).pvalue
-                 if len(scores_a) > 1 and len(scores_b) > 1 else None)
+        welch = None
+        if len(scores_a) > 1 and len(scores_b) > 1 and np.ptp(scores_a) + np.ptp(scores_b) > 0:
+            welch = stats.ttest_ind(scores_a, scores_b, equal_var=False).pvalue  # no spread at all: no test
         bootstrap = paired_bootstrap(y, [r.p for r in runs if r.model == a], [r.p for r in runs if r.model == b],
                                      n_bootstrap, seed)
         tests.append({"a": a, "b": b, "mean_difference": float(np.mean(scores_a) - np.mean(scores_b)),
                       "welch_p": None if welch is None or not np.isfinite(welch) else float(welch),
                       "bootstrap": bootstrap})
     ordering = sorted(models, key=lambda m: -architectures[m]["headline"]["roc_auc_macro"]["mean"])
+    chosen = max(models, key=lambda m: architectures[m]["best_val_auc_mean"])
     return {"level": level, "models": models, "architectures": architectures, "tests": tests,
-            "ordering": ordering, "tag_names": tag_names}
+            "ordering": ordering, "tag_names": tag_names, "max_epochs": max_epochs,
+            "chosen": {"model": chosen, "seed": architectures[chosen]["best_seed"]}}
+
+
+def seed_claims(comparison: dict) -> list[dict]:
+    """The dissertation's headline statements beside this comparison's counterpart of each: {claim, seed,
+    here, holds} and a short `key` (holds None where this comparison lacks an architecture the statement needs)."""
+    facts = dissertation_facts()
+    archs, models = comparison["architectures"], comparison["models"]
+    auc = {m: archs[m]["headline"]["roc_auc_macro"]["mean"] for m in models}
+    claims = [{"key": "best_roc_auc_macro", "claim": "best macro ROC-AUC (abstract: 'up to an AUC-ROC score of 0.78')", "seed": 0.78,
+               "here": round(max(auc.values()), 4), "holds": max(auc.values()) >= 0.78}]
+    seed_order = [m for m in facts["ordering"] if m in models]
+    here_order = [m for m in comparison["ordering"] if m in seed_order]
+    claims.append({"key": "ordering", "claim": "ordering by mean ROC-AUC", "seed": " > ".join(facts["ordering"]),
+                   "here": " > ".join(comparison["ordering"]),
+                   "holds": here_order == seed_order if len(seed_order) > 1 else None})
+    if {"k2c2", "k2c1"} <= set(models):
+        both = archs["k2c2"]["per_tag"].set_index("tag")["roc_auc"].to_frame("k2c2").join(
+            archs["k2c1"]["per_tag"].set_index("tag")["roc_auc"].rename("k2c1")).dropna()
+        wins = int((both["k2c2"] > both["k2c1"]).sum())
+        claims.append({"key": "k2c2_beats_k2c1_on_every_tag", "claim": "k2c2 outperforms k2c1 (ROC-AUC) for all tags", "seed": "50 of 50",
+                       "here": f"{wins} of {len(both)}", "holds": wins == len(both)})
+    if "k2c2" in models and len(models) > 1:
+        ap = pd.DataFrame({m: archs[m]["per_tag"].set_index("tag")["pr_auc"] for m in models}).dropna()
+        best = int((ap.idxmax(axis=1) == "k2c2").sum())
+        claims.append({"key": "k2c2_best_ap_on_most_tags", "claim": "k2c2 has the best average precision on most tags", "seed": "32 of 50",
+                       "here": f"{best} of {len(ap)}", "holds": best > len(ap) / 2})
+    for model in models:
+        accuracy = archs[model]["per_tag"]["accuracy"].dropna()
+        claims.append({"key": f"accuracy_81_to_99_{model}", "claim": f"per-tag accuracy range ({model}; the seed's is k2c1's)", "seed": "81%-99%",
+                       "here": f"{100 * accuracy.min():.1f}%-{100 * accuracy.max():.1f}%",
+                       "holds": bool(accuracy.min() >= 0.81)})
+        trivial, failures = archs[model]["trivial_passes"], archs[model]["criterion_failures"]
+        n_tags = len(archs[model]["per_tag"])
+        claims.append({"key": f"criterion_{model}", "claim": f"every tag above 50% accuracy, interval too ({model})", "seed": "achieved",
+                       "here": f"{n_tags - len(failures)} of {n_tags} tags; {len(trivial)} of them no better than "
+                               "always answering the commoner class",
+                       "holds": not failures})
+    return claims
 
 
 def headline_metrics(comparison: dict) -> dict:
-    """metrics/paper.json: a few numbers per architecture for `dvc metrics diff` (the rest is the report)."""
+    """metrics/paper.json: a few numbers per architecture for `dvc metrics diff`, the pairwise p-values and the
+    seed's claims (the rest is the report)."""
     out = {}
     for model, arch in comparison["architectures"].items():
-        entry = {}
+        epochs = arch["epochs"]
+        entry = {"seeds": len(arch["seeds"]), "epochs_mean": round(float(np.mean(epochs)), 2),
+                 "epochs_min": int(min(epochs)), "epochs_max": int(max(epochs)), "runs_at_cap": len(arch["runs_at_cap"])}
         for name, value in arch["headline"].items():
+            if name in ("epochs_run", "best_epoch"):
+                continue
             entry[name] = round(value["mean"], 4)
-            if value["ci"] is not None:
+            if value["low"] is not None and name in HEADLINES:
+                entry[name + "_low"], entry[name + "_high"] = round(value["low"], 4), round(value["high"], 4)
+            elif value["ci"] is not None:
                 entry[name + "_ci95"] = round(value["ci"], 4)
-        entry |= {"seeds": len(arch["seeds"]), "criterion_passed": not arch["criterion_failures"],
-                  "criterion_failing_tags": len(arch["criterion_failures"])}
+        entry |= {"criterion_passed": not arch["criterion_failures"],
+                  "criterion_failing_tags": len(arch["criterion_failures"]),
+                  "criterion_trivial_tags": len(arch["trivial_passes"]),
+                  "degenerate_runs": len(arch["degenerate_runs"])}
         out[model] = entry
     out["ordering"] = " > ".join(comparison["ordering"])
+    out["tests"] = {f"{t['a']}-{t['b']}": {"difference": round(t["mean_difference"], 4),
+                                           "welch_p": None if t["welch_p"] is None else round(t["welch_p"], 4),
+                                           "bootstrap_p": round(t["bootstrap"]["p"], 4)}
+                    for t in comparison["tests"]}
+    out["seed_claims_hold"] = {c["key"]: c["holds"] for c in seed_claims(comparison)}
     return out
-
-
-# --- the report --------------------------------------------------------------------------------------------
-
-
-def _png(draw) -> str:
-    """An <img> of the PNG that `draw(file)` writes, inline, so the page needs no other file."""
-    buffer = io.BytesIO()
-    draw(buffer)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-
-
-def _cell(mean, ci, scale: float = 1.0, digits: int = 3) -> str:
-    if mean is None or (isinstance(mean, float) and not np.isfinite(mean)):
-        return ""
-    text = f"{mean * scale:.{digits}f}"
-    return text + (f" ± {ci * scale:.{digits}f}" if ci is not None and np.isfinite(ci) else "")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _clusters(coordinates: np.ndarray, top_tags: Sequence[str], seed: int) -> np.ndarray:
-    """Rows of the map's most coherent cluster (k-means on the map; the one whose songs most often
-    share their top tag, at least 4 songs), for table 4.4."""
-    from sklearn.cluster import KMeans
-
-    k = max(2, int(round(np.sqrt(len(coordinates) / 4))))
-    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(coordinates)
-    best, best_share = np.arange(len(coordinates)), -1.0
-    for label in range(k):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) >= 4:
-            share = pd.Series([top_tags[i] for i in rows]).value_counts().iloc[0] / len(rows)
-            if share > best_share:
-                best, best_share = rows, share
-    return best
-
-
-def write_report(comparison: dict, runs: Sequence[Run], settings: dict, path: Path, tsne_options: dict,
-                 top_songs: int, top_k: int) -> None:
-    """One self-contained HTML page (figures inline as PNG) with every table and figure of chapter 4,
-    each beside the dissertation's own where it gives one."""
-    facts = dissertation_facts()
-    level = comparison["level"]
-    models, archs = comparison["models"], comparison["architectures"]
-    sections = [f"<h1>Paper mode: {html.escape(' vs '.join(models))}</h1>",
-                "<p>Dissertation chapter 4 reproduced on this pipeline's data. Intervals: two-sided Student-t "
-                f"{100 * level:g}% over the seeds of one architecture.</p>"]
-    sections.append("<h2>Settings</h2>" + _table(["setting", "value"], [
-        (html.escape(k), html.escape(str(v))) for k, v in settings.items()]))
-
-    headers = ["architecture", "seeds", "macro ROC-AUC", "micro ROC-AUC", "macro PR-AUC", "micro PR-AUC",
-               "accuracy", "epoch (s, training)", "criterion"]
-    rows = []
-    for model in models:
-        h = archs[model]["headline"]
-        failures = archs[model]["criterion_failures"]
-        rows.append([model, str(len(archs[model]["seeds"]))]
-                    + [_cell(h[n]["mean"], h[n]["ci"]) for n in HEADLINES]
-                    + [_cell(h["epoch_time_s"]["mean"], h["epoch_time_s"]["ci"], digits=1) if "epoch_time_s" in h else ""]
-                    + [("passed" if not failures else f"failed ({len(failures)} tags)")
-                       + ("" if archs[model]["criterion_has_intervals"] else " (means only: one seed)")])
-    sections.append("<h2>Headline (test split)</h2>" + _table(headers, rows)
-                    + f"<p>Ordering by macro ROC-AUC here: <b>{' > '.join(comparison['ordering'])}</b>; "
-                    f"the dissertation: <b>{' > '.join(facts['ordering'])}</b>. "
-                    f"<i>{html.escape(facts['ordering_statement'])}</i></p>")
-
-    if all("epoch_time_s" in archs[m]["headline"] for m in models):
-        ours = {m: (archs[m]["headline"]["epoch_time_s"]["mean"], archs[m]["headline"]["epoch_time_s"]["ci"])
-                for m in models}
-        theirs = {"k2c1 (dissertation)": (facts["epoch_time_s"]["k2c1"]["mean"], facts["epoch_time_s"]["k2c1"]["ci95"]),
-                  "k2c1 (Choi et al.)": (facts["epoch_time_s"]["choi_et_al_k2c1"], None)}
-        sections.append("<h2>Figure 4.3: time per epoch</h2>"
-                        + _png(lambda out: plots.epoch_times(ours, theirs, out,
-                                                             f"this run ({settings['training clips']} clips)"))
-                        + f"<p>Dissertation ({html.escape(facts['figures'].get('4.3', ''))}): k2c1 "
-                        f"{facts['epoch_time_s']['k2c1']['mean']} ± {facts['epoch_time_s']['k2c1']['ci95']} s per "
-                        f"epoch against Choi et al.'s {facts['epoch_time_s']['choi_et_al_k2c1']} s, on MSD's "
-                        f"{MSD_TRAINING_CLIPS:,} training clips: "
-                        f"{MSD_TRAINING_CLIPS / facts['epoch_time_s']['k2c1']['mean']:.0f} examples/s. Here: "
-                        + ", ".join(f"{m} {archs[m]['headline']['examples_per_s']['mean']:.1f} examples/s"
-                                    for m in models) + ".</p>")
-
-    sections.append("<h2>Tables 4.1 and 4.2: per-tag accuracy by category</h2>"
-                    f"<p>The criterion: <i>{html.escape(facts['success_criterion'].split(' || ')[0])}</i></p>")
-    # the seed's per-tag accuracies are MSD's: beside another dataset's tags of the same name they would mislead
-    reference = ({t.lower(): v for t, v in facts["per_tag_accuracy_percent"].items()}
-                 if settings.get("dataset") == "msd" else {})
-    first = archs[models[0]]["per_tag"]
-    for category in sorted(first["category"].unique()):
-        rows = []
-        for tag in first.loc[first["category"] == category, "tag"]:
-            row = [html.escape(tag)]
-            for model in models:
-                entry = archs[model]["per_tag"].set_index("tag").loc[tag]
-                mark = "" if entry["passes"] else " ✗"
-                row.append(_cell(entry["accuracy"], entry["accuracy_ci"], 100, 1) + "%" + mark)
-            theirs = reference.get(tag.lower())
-            row.append(f"{theirs['mean']}% ± {theirs['ci95']}%" if theirs else "")
-            rows.append(row)
-        sections.append(f"<h3>{html.escape(category)}</h3>"
-                        + _table(["tag", *models, "dissertation k2c1 (MSD)" if reference else ""], rows))
-
-    tables = {m: archs[m]["per_tag"] for m in models}
-    sections.append("<h2>Figure 4.4: average precision per tag</h2>"
-                    + _png(lambda out: plots.per_tag_bars(tables, "pr_auc", out, "average precision (test)",
-                                                          "AP per tag"))
-                    + f"<p>Dissertation: {html.escape(facts['figures'].get('4.4', ''))}</p>")
-    mean_scores = {m: {"macro": (archs[m]["headline"]["roc_auc_macro"]["mean"], archs[m]["headline"]["roc_auc_macro"]["ci"]),
-                       "micro": (archs[m]["headline"]["roc_auc_micro"]["mean"], archs[m]["headline"]["roc_auc_micro"]["ci"])}
-                   for m in models}
-    sections.append("<h2>Figures 4.5-4.6: mean ROC-AUC</h2>"
-                    + _png(lambda out: plots.mean_scores(mean_scores, out, "mean ROC-AUC"))
-                    + f"<p>Dissertation: {html.escape(facts['figures'].get('4.5', ''))}</p>")
-    for k, model in enumerate(models):
-        sections.append(f"<h2>Figure 4.{7 + k}: per-tag ROC-AUC, {html.escape(model)}</h2>"
-                        + _png(lambda out: plots.per_tag_bars({model: tables[model]}, "roc_auc", out,
-                                                            "ROC-AUC (test)", model)))
-
-    rows = [[f"{t['a']} - {t['b']}", f"{t['mean_difference']:+.4f}",
-             "" if t["welch_p"] is None else f"{t['welch_p']:.3g}",
-             f"{t['bootstrap']['difference']:+.4f} [{t['bootstrap']['ci_low']:+.4f}, {t['bootstrap']['ci_high']:+.4f}]",
-             f"{t['bootstrap']['p']:.3g}"] for t in comparison["tests"]]
-    sections.append("<h2>Is the difference significant? (macro ROC-AUC)</h2>"
-                    + _table(["pair", "difference of the seed means", "Welch t-test p (over seeds)",
-                              "paired bootstrap over test songs: difference [95%]", "bootstrap p"], rows)
-                    + f"<p>{comparison['tests'][0]['bootstrap']['n_resamples'] if comparison['tests'] else 0} "
-                    "resamples of the test songs, the same for both architectures; p two-sided.</p>")
-
-    best = comparison["ordering"][0]
-    best_runs = [r for r in runs if r.model == best]
-    probabilities = np.mean([r.p for r in best_runs], axis=0)
-    y, clips, tag_names = best_runs[0].y, best_runs[0].clips, best_runs[0].tag_names
-    rows = []
-    for entry in top_tags_rows(y, probabilities, clips, tag_names, pick_songs(y, probabilities, list(clips["artist"]),
-                                                                              top_songs), top_k):
-        predicted = ", ".join(f"{'<b>' if hit else ''}{html.escape(t)}{'</b>' if hit else ''} {s:.2f}"
-                              for t, s, hit in entry["predicted"])
-        rows.append([html.escape(entry["artist"]), html.escape(entry["title"]), predicted,
-                     html.escape(", ".join(entry["truth"]))])
-    theirs = [[html.escape(r["artist"]), html.escape(r["song"]),
-               ", ".join(f"{html.escape(t['tag'])} {t['score_verbatim']}" for t in r["tags"])]
-              for r in facts["table_4_3"]]
-    sections.append(f"<h2>Table 4.3: tag predictions for test songs ({html.escape(best)}, mean of its seeds)</h2>"
-                    + _table(["artist", "title", "predicted (bold: a true tag)", "true tags"], rows)
-                    + "<p>Dissertation:</p>" + _table(["artist", "song", "predicted"], theirs))
-
-    if len(probabilities) >= MIN_MAP_SONGS:
-        sections.append(_map_sections(probabilities, clips, tag_names, best, tsne_options, top_k, facts))
-    else:
-        sections.append(f"<h2>Figures 4.10-4.12 and table 4.4</h2><p>Not drawn: {len(probabilities)} test songs, "
-                        f"a map needs at least {MIN_MAP_SONGS}.</p>")
-
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "font-size:13px;text-align:left}th{background:#f3f3f3}img{max-width:100%}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>musictag paper mode</title>"
-            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
-    write_atomic(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
-
-
-def _map_sections(probabilities: np.ndarray, clips: pd.DataFrame, tag_names: Sequence[str], model: str,
-                  tsne_options: dict, top_k: int, facts: dict) -> str:
-    """Figures 4.10-4.12 (the t-SNE map with artist names) and table 4.4 (one cluster's artists)."""
-    from musictag.tsne_map import embed
-
-    coordinates, _ = embed(probabilities, **{key: tsne_options[key] for key in
-                                             ("implementation", "perplexity", "metric", "seed", "n_jobs", "n_iter")})
-    top_tags = [tag_names[j] for j in probabilities.argmax(axis=1)]
-    cluster = _clusters(coordinates, top_tags, tsne_options["seed"])
-    spread = np.linspace(0, len(coordinates) - 1, min(40, len(coordinates))).astype(int)
-    labelled = sorted(set(spread) | set(cluster[:12]))
-    html_map = (f"<h2>Figures 4.10-4.12: t-SNE of predicted tags with artist names ({html.escape(model)})</h2>"
-                + _png(lambda out: plots.labelled_map(coordinates, top_tags, list(clips["artist"]), labelled, out,
-                                           f"{len(coordinates)} test songs, coloured by top predicted tag"))
-                + f"<p>Dissertation: {html.escape(facts['figures'].get('4.10', ''))}</p>")
-    rows = [[html.escape(str(clips["artist"].iloc[i])), html.escape(str(clips["title"].iloc[i])),
-             ", ".join(f"{html.escape(tag_names[j])} {probabilities[i, j]:.2f}"
-                       for j in np.argsort(-probabilities[i])[:top_k])] for i in cluster[:12]]
-    theirs = [[html.escape(r["artist"]), html.escape(r["song"]),
-               ", ".join(f"{html.escape(t['tag'])} {t['score_verbatim']}" for t in r["tags"])]
-              for r in facts["table_4_4"]]
-    return (html_map + "<h2>Table 4.4: the artists of one cluster and their tags</h2>"
-            + _table(["artist", "title", "top tags"], rows)
-            + "<p>Dissertation:</p>" + _table(["artist", "song", "tags"], theirs))
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries behind the numbers, for the report's settings."""
-    names = ["tensorflow-cpu", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "librosa", "openTSNE", "dvc"]
-    found = {}
-    for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found

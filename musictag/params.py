@@ -191,7 +191,8 @@ ModelName = Literal["k2c1", "k1c2", "k2c2", "crnn", "short_resnet"]
 class Paper(Section):
     architectures: Annotated[list[ModelName], Field(min_length=1)]
     seeds: Annotated[list[int], Field(min_length=2)]  # an interval needs two runs
-    epochs: PositiveInt
+    recipe: Literal["converged", "seed"]  # musictag.paper_runs
+    max_epochs: PositiveInt
     level: Share
     n_bootstrap: PositiveInt
     bootstrap_seed: int

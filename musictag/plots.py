@@ -1,4 +1,5 @@
-"""PNG figures of the evaluation (dissertation figures 4.2, 4.7-4.9 and table 4.3).
+"""PNG figures of the evaluation (dissertation figures 4.2, 4.7-4.9 and table 4.3); paper mode's are in
+musictag.paper_figures.
 
 Matplotlib's object API with the Agg canvas: no pyplot state, no display needed. Each function draws
 one figure and saves it as PNG to `path` (the caller chooses the name; `musictag.metrics.evaluate` writes
@@ -12,7 +13,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
@@ -21,20 +21,22 @@ DPI = 120
 HIT, MISS = "#1a7f37", "#222222"
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot state), `width` x `height` inches."""
     figure = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_png(figure: Figure, path: Path) -> None:
+    """`figure` as PNG into `path` (a file name or a buffer), trimmed to what it draws."""
     figure.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
 
 
 def per_tag_auc(table: pd.DataFrame, macro_auc: float, path: Path, title: str) -> None:
     """Horizontal bars of each evaluable tag's ROC-AUC, best at the top, with the macro average and chance."""
     rows = table.dropna(subset=["roc_auc"]).sort_values("roc_auc", ascending=True)
-    figure = _figure(8, max(3.5, 0.24 * len(rows) + 1.6))
+    figure = new_figure(8, max(3.5, 0.24 * len(rows) + 1.6))
     ax = figure.add_subplot()
     positions = np.arange(len(rows))
     ax.barh(positions, rows["roc_auc"], color="#4c72b0", height=0.7)
@@ -57,13 +59,13 @@ def per_tag_auc(table: pd.DataFrame, macro_auc: float, path: Path, title: str) -
         note = "Not evaluable: " + "; ".join(f"{t} ({n})" for t, n in zip(skipped["tag"], skipped["note"]))
         figure.text(0.01, 0.0, textwrap.fill(note, 110), fontsize=7, va="top", color="#555555")
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def training_curves(history: pd.DataFrame, path: Path, title: str = "Training") -> None:
     """Loss and ROC-AUC / PR-AUC per epoch (train and validation) from Keras' history.csv."""
     epochs = history["epoch"].to_numpy() + 1
-    figure = _figure(11, 4.8)
+    figure = new_figure(11, 4.8)
     panels = [("Binary cross-entropy loss", [("loss", "C0"), ("val_loss", "C0")], "loss"),
               ("ROC-AUC and PR-AUC (macro over tags)",
                [("auc", "C0"), ("val_auc", "C0"), ("pr_auc", "C1"), ("val_pr_auc", "C1")], "area under curve")]
@@ -89,7 +91,7 @@ def training_curves(history: pd.DataFrame, path: Path, title: str = "Training") 
             ax.set_xticks(epochs)
     figure.suptitle(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def roc_pr(y_true: np.ndarray, y_prob: np.ndarray, tag_names: Sequence[str], table: pd.DataFrame, path: Path,
@@ -99,7 +101,7 @@ def roc_pr(y_true: np.ndarray, y_prob: np.ndarray, tag_names: Sequence[str], tab
     picks = evaluable.index.to_numpy()
     if len(picks) > n_tags_shown:
         picks = picks[np.unique(np.linspace(0, len(picks) - 1, n_tags_shown).round().astype(int))]
-    figure = _figure(11, 4.8)
+    figure = new_figure(11, 4.8)
     ax_roc, ax_pr = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
 
     def draw(y, p, label, **style):
@@ -124,7 +126,7 @@ def roc_pr(y_true: np.ndarray, y_prob: np.ndarray, tag_names: Sequence[str], tab
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "upper right")
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def top_tags_table(rows: Sequence[dict], path: Path, title: str) -> None:
@@ -137,7 +139,7 @@ def top_tags_table(rows: Sequence[dict], path: Path, title: str) -> None:
         truth = textwrap.wrap(", ".join(row["truth"]) or "(none)", widths[2])
         blocks.append((song, row["predicted"], truth, max(len(song), len(row["predicted"]), len(truth))))
     n_lines = sum(b[3] for b in blocks) + len(blocks) * 0.6
-    figure = _figure(11.5, 0.95 + 0.21 * (n_lines + 1.5))
+    figure = new_figure(11.5, 0.95 + 0.21 * (n_lines + 1.5))
     ax = figure.add_subplot()
     ax.set_axis_off()
     ax.set_xlim(0, 1)
@@ -161,98 +163,4 @@ def top_tags_table(rows: Sequence[dict], path: Path, title: str) -> None:
         ax.axhline(y - 0.3, color="#bbbbbb", linewidth=0.6)
     ax.set_title(title + "\n\u2713 green: predicted tag is in the song's ground truth", fontsize=11)
     figure.tight_layout()
-    _save(figure, path)
-
-
-# --- paper mode (musictag.paper): figures 4.3-4.12 over architectures x seeds ------------------------------
-
-ARCH_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-
-
-def epoch_times(ours: dict[str, tuple[float, float | None]], theirs: dict[str, tuple[float, float | None]],
-                path, ours_title: str) -> None:
-    """Fig. 4.3: mean training time per epoch with its 95% interval, ours beside the dissertation's."""
-    figure = _figure(9, 3.2)
-    for k, (values, title) in enumerate(((ours, ours_title), (theirs, "dissertation (MSD, GPU)"))):
-        axes = figure.add_subplot(1, 2, k + 1)
-        names = list(values)
-        means = [values[n][0] for n in names]
-        errors = [values[n][1] or 0 for n in names]
-        axes.bar(names, means, yerr=errors, capsize=4, color=ARCH_COLOURS[: len(names)])
-        for i, (mean, error) in enumerate(zip(means, errors)):
-            axes.annotate(f"{mean:.0f} s" + (f" ± {error:.1f}" if error else ""), (i, mean), ha="center",
-                          va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
-        axes.set_title(title, fontsize=10)
-        axes.set_ylabel("seconds per epoch (training)")
-    _save(figure, path)
-
-
-def per_tag_bars(tables: dict[str, pd.DataFrame], column: str, path, xlabel: str, title: str) -> None:
-    """Figs. 4.4 / 4.7-4.9: one horizontal bar per tag and architecture (mean over seeds, 95% interval),
-    tags in the order of the first architecture's value."""
-    first = next(iter(tables.values()))
-    order = first.sort_values(column)["tag"].tolist()
-    n_arch = len(tables)
-    figure = _figure(8, 1.2 + 0.2 * len(order) * max(1, n_arch / 2))
-    axes = figure.add_subplot(1, 1, 1)
-    height = 0.8 / n_arch
-    for k, (name, table) in enumerate(tables.items()):
-        rows = table.set_index("tag").loc[order]
-        positions = np.arange(len(order)) + (k - (n_arch - 1) / 2) * height
-        axes.barh(positions, rows[column], height=height, xerr=rows[column + "_ci"].fillna(0), capsize=1.5,
-                  color=ARCH_COLOURS[k % len(ARCH_COLOURS)], label=name, error_kw={"elinewidth": 0.6})
-    axes.set_yticks(np.arange(len(order)), order, fontsize=7)
-    axes.set_xlabel(xlabel)
-    axes.set_xlim(0, 1)
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, loc="lower right")
-    _save(figure, path)
-
-
-def mean_scores(scores: dict[str, dict[str, tuple[float, float | None]]], path, title: str) -> None:
-    """Figs. 4.5-4.6: macro and micro ROC-AUC per architecture, mean over seeds with its 95% interval."""
-    figure = _figure(6, 3.2)
-    axes = figure.add_subplot(1, 1, 1)
-    names = list(scores)
-    kinds = list(next(iter(scores.values())))
-    width = 0.8 / len(kinds)
-    for k, kind in enumerate(kinds):
-        means = [scores[n][kind][0] for n in names]
-        errors = [scores[n][kind][1] or 0 for n in names]
-        positions = np.arange(len(names)) + (k - (len(kinds) - 1) / 2) * width
-        axes.bar(positions, means, width=width, yerr=errors, capsize=4, label=kind,
-                 color=ARCH_COLOURS[(k + 3) % len(ARCH_COLOURS)])
-        for x, mean in zip(positions, means):
-            axes.annotate(f"{mean:.3f}", (x, mean), ha="center", va="bottom", fontsize=7, xytext=(0, 3),
-                          textcoords="offset points")
-    axes.set_xticks(np.arange(len(names)), names)
-    low = min(scores[n][kind][0] for n in names for kind in kinds)
-    axes.set_ylim(max(0.0, low - 0.1), 1.0)
-    axes.set_ylabel("ROC-AUC (test)")
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8)
-    _save(figure, path)
-
-
-def labelled_map(coordinates: np.ndarray, colour_labels: Sequence[str], names: Sequence[str],
-                 labelled: Sequence[int], path, title: str) -> None:
-    """Figs. 4.10-4.12: the t-SNE map coloured by top predicted tag, with artist names at some songs."""
-    figure = _figure(9, 7)
-    axes = figure.add_subplot(1, 1, 1)
-    tags = pd.Series(colour_labels).value_counts().index.tolist()
-    shown = tags[:10]
-    colours = list(colormaps["tab10"].colors)
-    for k, tag in enumerate(shown + ["other"]):
-        keep = np.isin(colour_labels, [tag]) if tag != "other" else ~np.isin(colour_labels, shown)
-        if keep.any():
-            axes.scatter(coordinates[keep, 0], coordinates[keep, 1], s=10,
-                         color=colours[k] if tag != "other" else "#c4c4c4",
-                         label=tag if tag != "other" else "other top tags", alpha=0.8)
-    for i in labelled:
-        axes.annotate(textwrap.shorten(str(names[i]), 28), coordinates[i], fontsize=6, alpha=0.9,
-                      xytext=(2, 2), textcoords="offset points")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7, markerscale=1.5, loc="best")
-    _save(figure, path)
+    save_png(figure, path)

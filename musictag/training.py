@@ -25,6 +25,7 @@ from musictag.engines import ENGINES, prepare_backend, require_backend
 prepare_backend()  # before Keras loads: it reads its backend, and TensorFlow its oneDNN switch, only then
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from musictag.files import replace_dir, write_atomic  # noqa: E402
@@ -80,6 +81,28 @@ class Checkpoints(keras.callbacks.Callback):
         if self.best_val_auc is None or val_auc > self.best_val_auc:
             self.best_val_auc = val_auc
             save_model(self.model, self.run_dir / BEST_MODEL)
+
+
+def stalled(val_auc, patience: int) -> bool:
+    """True when a log's best validation ROC-AUC (its first epoch at that value) is `patience` (>= 1) or more
+    epochs before its last epoch: the run has stopped improving."""
+    values = np.asarray(val_auc, dtype=np.float64)
+    return patience > 0 and len(values) > 0 and len(values) - 1 - int(values.argmax()) >= patience
+
+
+class StopWhenStalled(keras.callbacks.Callback):
+    """Early stopping decided from the whole log (history.csv, after CSVLogger wrote this epoch's row), not from
+    a counter in memory as Keras' EarlyStopping keeps: a run killed and resumed, or continued with more epochs,
+    stops at the epoch an uninterrupted run would."""
+
+    def __init__(self, history_csv: Path, patience: int):
+        super().__init__()
+        self.history_csv, self.patience = history_csv, patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        if stalled(pd.read_csv(self.history_csv)["val_auc"], self.patience):
+            print(f"early stop after epoch {epoch + 1}: no better validation ROC-AUC in {self.patience} epochs")
+            self.model.stop_training = True
 
 
 def _renumber_shared_objects(config, numbers: dict):
@@ -215,6 +238,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
         shutil.rmtree(live_dir, ignore_errors=True)
         continued = _continue_finished_run(out_dir, out_live_dir, run_dir, live_dir, state.key, epochs, timing_csv)
     first_epoch = resume_epoch(backup_dir, run_dir / HISTORY, run_dir / TIMING) if resuming else continued
+    finished = bool(continued) and stalled(pd.read_csv(run_dir / HISTORY)["val_auc"], early_stopping_patience)
 
     with engine.scope():
         if continued:  # weights and optimizer state as the finished run left them
@@ -257,9 +281,11 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
         LiveLogs(live_dir, resume=bool(first_epoch)),
     ]
     if early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                                       patience=early_stopping_patience, restore_best_weights=False))
-    network.fit(epochs=epochs, initial_epoch=continued, callbacks=callbacks, verbose=2, **data)
+        callbacks.append(StopWhenStalled(run_dir / HISTORY, early_stopping_patience))
+    if finished:  # the finished run had already stopped improving: more epochs allowed, none trained
+        print(f"its finished run stopped improving {early_stopping_patience} epochs before its end: nothing to train")
+    else:
+        network.fit(epochs=epochs, initial_epoch=continued, callbacks=callbacks, verbose=2, **data)
     return summarize_history(run_dir / HISTORY, model, network.count_params())
 
 

@@ -39,6 +39,7 @@ from musictag.paths import resolve
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
            "#17becf", "#393b79", "#637939", "#e7ba52", "#843c39", "#7b4173", "#3182bd", "#31a354"]
 OTHER_COLOUR = "#c4c4c4"
+ALIKE_SPREAD = 1e-6  # below this range of every tag's probability, all songs are one point: nothing to map
 PLAYABLE = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".wav": "audio/wav",
             ".flac": "audio/flac", ".m4a": "audio/mp4"}
 
@@ -56,6 +57,13 @@ def select_rows(splits, split: str, max_songs: int, seed: int) -> np.ndarray:
     return rows
 
 
+def all_alike(points) -> bool:
+    """True when every row of `points` (n, d) is the same vector to within ALIKE_SPREAD in each column: a
+    degenerate model (under-trained, collapsed) that predicts one tag vector for every song."""
+    points = np.asarray(points, dtype=np.float64)
+    return len(points) < 2 or float(np.ptp(points, axis=0).max()) < ALIKE_SPREAD
+
+
 def embed(points, implementation: str, perplexity: float, metric: str, seed: int, n_jobs: int,
           n_iter: int) -> tuple[np.ndarray, float]:
     """2-D t-SNE coordinates (n, 2) of `points` and the final KL divergence.
@@ -63,8 +71,12 @@ def embed(points, implementation: str, perplexity: float, metric: str, seed: int
     Both implementations run `n_iter` iterations in all (the first 250 with early exaggeration)
     from a PCA start. The perplexity is capped at (n - 1) / 3 so that tiny maps (tests) still run.
     openTSNE's map depends on the thread count `n_jobs` (0 = all cores), so the pipeline fixes it.
+    Songs that are all alike (`all_alike`) are one point: all coordinates 0 and a KL divergence of 0, since
+    a PCA start of identical points divides by a zero spread and t-SNE's result would be NaN or noise.
     """
     points = np.asarray(points, dtype=np.float32)
+    if all_alike(points):
+        return np.zeros((len(points), 2)), 0.0
     perplexity = float(min(perplexity, max(1.0, (len(points) - 1) / 3)))
     n_jobs = int(n_jobs) or os.cpu_count() or 1
     if implementation == "sklearn":
@@ -72,7 +84,17 @@ def embed(points, implementation: str, perplexity: float, metric: str, seed: int
 
         model = TSNE(perplexity=perplexity, metric=metric, init="pca", learning_rate="auto", max_iter=int(n_iter),
                      random_state=seed, n_jobs=n_jobs)
-        return model.fit_transform(points).astype(np.float64), float(model.kl_divergence_)
+        coordinates, kl_divergence = model.fit_transform(points).astype(np.float64), float(model.kl_divergence_)
+    else:
+        coordinates, kl_divergence = _opentsne(points, perplexity, metric, seed, n_jobs, n_iter)
+    if not np.isfinite(coordinates).all():
+        raise MusictagError(f"tsne: the {implementation} embedding of {len(points)} songs has NaN coordinates")
+    return coordinates, kl_divergence
+
+
+def _opentsne(points: np.ndarray, perplexity: float, metric: str, seed: int, n_jobs: int,
+              n_iter: int) -> tuple[np.ndarray, float]:
+    """openTSNE's map of `points` with `embed`'s settings (its early exaggeration counted in `n_iter`)."""
     try:
         from openTSNE import TSNE
     except ImportError:
@@ -236,7 +258,11 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
     tsne_seconds = time.perf_counter() - started
     colouring = colour_by_top_tag(probabilities, tag_names, n_coloured_tags)
     n = len(ids)
+    alike = all_alike(probabilities)
     title = f"t-SNE of {n} {split} songs' predicted tags"
+    if alike:
+        title = f"{n} {split} songs, all predicted the same tags: one point (a degenerate model)"
+        print(f"tsne: {title}")
     plot_png(coordinates, colouring, out_dir / "map.png", title + ", coloured by top tag")
 
     index = RecommendIndex.brute_force(predictions.take(rows), features)
@@ -275,6 +301,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
         "implementation": implementation,
         "perplexity": float(min(perplexity, max(1.0, (n - 1) / 3))),
         "metric": metric,
+        "all_songs_alike": alike,
         "kl_divergence": round(kl_divergence, 4),
         "neighbourhood_kept_at_10": round(neighbourhood_kept(probabilities, coordinates, 10, seed=seed), 4),
         "tsne_seconds": round(tsne_seconds, 1),

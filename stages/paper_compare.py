@@ -8,7 +8,8 @@ from musictag.categories import tag_categories
 from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.manifest import Manifest
-from musictag.paper import compare, headline_metrics, library_versions, load_runs, write_report
+from musictag.paper import compare, headline_metrics, load_runs
+from musictag.paper_report import library_versions, write_report
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 
@@ -19,23 +20,25 @@ def main() -> None:
     runs = load_runs(DATA_DIR / "paper" / "runs", options["architectures"], options["seeds"], DATA_DIR / "clean.csv")
     source = params["data"]["source"]
     categories = tag_categories(source, runs[0].tag_names, params["data"][source])
+    converged = options["recipe"] == "converged"
     comparison = compare(runs, categories, level=options["level"], n_bootstrap=options["n_bootstrap"],
-                         seed=options["bootstrap_seed"])
+                         seed=options["bootstrap_seed"], max_epochs=options["max_epochs"] if converged else None)
     headline = headline_metrics(comparison)
     write_json(METRICS_DIR / "paper.json", headline)
     clips = Manifest.read(DATA_DIR / "clean.csv").summary()["clips_per_split"]
     trained = runs[0].config
+    schedule = (f"until validation ROC-AUC stalls for {params['train']['early_stopping_patience']} epochs, at most "
+                f"{options['max_epochs']}; the best epoch kept" if converged else
+                "the dissertation's fixed epochs (AUC/AP figures), accuracy tables at epoch 30")
     settings = {"dataset": source, "training clips": clips["train"], "validation clips": clips["valid"],
                 "test clips": clips["test"], "architectures": ", ".join(options["architectures"]),
-                "seeds": ", ".join(map(str, options["seeds"])),
-                "epochs": f"{trained['train']['epochs']} per run (the dissertation: 30 per run for tables 4.1-4.2, "
-                          "on MSD with a GPU)",
+                "seeds": ", ".join(map(str, options["seeds"])), "recipe": f"{options['recipe']}: {schedule}",
                 "batch size": trained["train"]["batch_size"], "learning rate": trained["train"]["learning_rate"],
                 "trained on": json.dumps(trained.get("hardware", {})),
                 "report made on": f"{platform.platform()}, {os.cpu_count()} cores",
                 "libraries": ", ".join(f"{k} {v}" for k, v in library_versions().items())}
     write_report(comparison, runs, settings, METRICS_DIR / "paper" / "report.html", params["tsne"],
-                 top_songs=params["evaluate"]["top_songs"], top_k=params["evaluate"]["top_k"])
+                 top_songs=params["evaluate"]["top_songs"], top_k=params["evaluate"]["top_k"], recipe=options["recipe"])
     print(json.dumps(headline))
 
 

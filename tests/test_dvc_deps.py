@@ -16,7 +16,7 @@ NOT_DEPS = {"musictag/errors.py", "musictag/__init__.py"}
 EXECUTION_ONLY = {"clean.workers", "spectrograms.executor", "spectrograms.workers",
                   "spectrograms.scheduler_address"}
 # Params a stage reads in a section but replaces with its own value: paper runs take `train` but their seed
-# and epoch count come from the matrix and `paper.epochs`.
+# and epoch count come from the matrix and `paper.recipe` (musictag.paper_runs.schedule).
 REPLACED = {"run": {"train.seed", "train.epochs"}}
 
 
