@@ -93,7 +93,7 @@ def per_tag_bars(tables: dict[str, pd.DataFrame], column: str, path, xlabel: str
     """Figs. 4.4 / 4.7-4.9: one horizontal bar per tag and architecture (mean over seeds, its interval from
     `column`_low/_high), tags in the order of the first architecture's value."""
     first = next(iter(tables.values()))
-    order = first.sort_values(column)["tag"].tolist()
+    order = first.dropna(subset=[column]).sort_values(column)["tag"].tolist()  # a tag no run could score: left out
     n_arch = len(tables)
     figure = new_figure(8, 1.2 + 0.2 * len(order) * max(1, n_arch / 2))
     axes = figure.add_subplot(1, 1, 1)
@@ -126,7 +126,8 @@ def per_tag_overlay(tables: dict[str, pd.DataFrame], means: dict[str, float], pa
         axes.scatter(x, merged[name], s=16, color=colour_of(name), label=f"{name} per tag", zorder=3)
         axes.axhline(means[name], color=colour_of(name), linewidth=1.2, label=f"{name} mean {means[name]:.3f}")
     axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance 0.5")
-    axes.set_xticks(x, merged.index, rotation=90, fontsize=7)
+    axes.set_xticks(x, [textwrap.shorten(str(tag), 24, placeholder="…") for tag in merged.index], rotation=90,
+                    fontsize=7)
     axes.set_ylim(min(0.45, float(np.nanmin(merged.to_numpy())) - 0.02), 1.0)
     axes.set_ylabel(ylabel)
     axes.grid(axis="y", alpha=0.3)
@@ -157,7 +158,7 @@ def mean_scores(scores: dict[str, dict[str, tuple[float, float | None, float | N
     axes.set_ylim(0.5, 1.0)
     axes.set_ylabel("ROC-AUC (test)")
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, loc="upper right")
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(kinds), frameon=False)
     save_png(figure, path)
 
 

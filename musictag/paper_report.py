@@ -86,6 +86,10 @@ def _verdict(holds: bool | None) -> str:
             None: "not checked here"}[holds]
 
 
+def _seeds(seeds: Sequence[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
 def shortfalls(comparison: dict, settings: dict, recipe: str) -> list[str]:
     """What keeps these runs from being the dissertation's comparison, one sentence each (empty: nothing)."""
     facts = dissertation_facts()
@@ -101,10 +105,10 @@ def shortfalls(comparison: dict, settings: dict, recipe: str) -> list[str]:
     if at_cap:
         found.append("Stopped at the cap of paper.max_epochs = "
                      f"{comparison['max_epochs']} while still improving, so not converged: "
-                     + "; ".join(f"{m} seeds {', '.join(map(str, s))}" for m, s in at_cap.items()) + ".")
+                     + "; ".join(f"{m} {_seeds(s)}" for m, s in at_cap.items()) + ".")
     degenerate = {m: a["degenerate_runs"] for m, a in archs.items() if a["degenerate_runs"]}
     for model, seeds in degenerate.items():
-        found.append(f"{model} predicts the same tags for every test song in seeds {', '.join(map(str, seeds))}: "
+        found.append(f"{model} predicts the same tags for every test song in {_seeds(seeds)}: "
                      "a degenerate model, scored at chance.")
     alike = {m: max(a["top_tag_share"].values()) for m, a in archs.items()}
     answering_alike = [f"{m} ({100 * share:.0f}% of songs)" for m, share in alike.items() if share >= 0.5

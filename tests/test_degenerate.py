@@ -19,18 +19,22 @@ from musictag.tsne_map import all_alike, build_map, embed
 N_SONGS, N_TAGS = 40, 16
 
 
-def alike(predictions: Predictions) -> Predictions:
-    """The same songs with every probability row equal to one constant vector."""
+def alike(predictions: Predictions, splits: np.ndarray) -> Predictions:
+    """The same songs in `splits` with every probability row equal to one constant vector."""
     constant = np.linspace(0.05, 0.9, predictions.probabilities.shape[1], dtype=np.float32)
-    return Predictions(predictions.ids, predictions.splits, np.tile(constant, (len(predictions.ids), 1)),
+    return Predictions(predictions.ids, splits, np.tile(constant, (len(predictions.ids), 1)),
                        np.zeros_like(predictions.embeddings), predictions.tag_names)
 
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
+    """N_SONGS songs (6 valid, 2 train, the rest test) predicted alike, and their manifest."""
     root = tmp_path_factory.mktemp("degenerate")
     predictions, manifest = catalogue(root, n=N_SONGS, n_tags=N_TAGS)
-    return root, alike(predictions), manifest
+    splits = np.asarray(predictions.splits).copy()
+    splits[:6] = "valid"
+    manifest.clips["split"] = splits
+    return root, alike(predictions, splits), manifest
 
 
 @pytest.mark.parametrize("implementation", ["opentsne", "sklearn"])
@@ -46,7 +50,7 @@ def test_the_tsne_map_of_alike_songs_is_written_and_says_so(songs):
     root, predictions, manifest = songs
     summary = build_map(predictions, manifest, root / "map", features="tags",
                         **defaults("tsne", n_iter=250, k=5, n_jobs=1, embed_audio_max_songs=0))
-    assert summary["all_songs_alike"] is True and summary["n_songs"] == N_SONGS - 2
+    assert summary["all_songs_alike"] is True and summary["n_songs"] == N_SONGS - 8
     assert (root / "map" / "map.png").stat().st_size > 1000
     assert "all predicted the same tags" in (root / "map" / "map.html").read_text()
 
@@ -69,7 +73,7 @@ def test_evaluate_scores_alike_songs_at_chance(songs, tmp_path):
         model_dir / "history.csv", index=False)
     summary = evaluate(tmp_path / "predictions.npz", tmp_path / "clean.csv", model_dir, tmp_path / "metrics",
                        tmp_path / "plots", top_songs=4, top_k=3, songs=[])
-    assert summary["roc_auc"]["macro"] == pytest.approx(0.5)
+    assert summary["roc_auc"]["macro"] == pytest.approx(0.5) and summary["thresholds_tuned_on"] == "valid"
     assert json.loads((tmp_path / "metrics" / "evaluate.json").read_text())["auc_roc"]["macro"] == pytest.approx(0.5)
     assert (tmp_path / "plots" / "roc_pr.png").exists()
 
