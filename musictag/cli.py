@@ -174,11 +174,15 @@ def _paper_cost(args: argparse.Namespace) -> None:
 
     params = load_params()
     paper, patience = params["paper"], params["train"]["early_stopping_patience"]
-    measured = {}
+    max_epochs = args.max_epochs or paper["max_epochs"]
+    runs: dict[str, list[dict]] = {}
     for path in sorted((METRICS_DIR / "paper" / "runs").glob("*.json")):
         run = json.loads(path.read_text())
         if run.get("examples_per_s"):
-            measured.setdefault(run["model"], run)
+            runs.setdefault(run["model"], []).append(run)
+    measured = {model: {key: sum(r[key] for r in mine) / len(mine) for key in
+                        ("examples_per_s", "epoch_time_s", "train_time_s")} | {"hardware": mine[0]["hardware"]}
+                for model, mine in runs.items()}  # the mean over the architecture's runs
     try:
         train_examples = json.loads((METRICS_DIR / "shards.json").read_text())["splits"]["train"]["n_examples"]
     except (OSError, ValueError, KeyError):
@@ -187,7 +191,7 @@ def _paper_cost(args: argparse.Namespace) -> None:
         chosen = " (params.yaml's paper.recipe)" if recipe == paper["recipe"] else ""
         print(f"recipe {recipe}{chosen}, {len(paper['seeds'])} seeds, {train_examples} training clips: "
               + describe_cost(expected_seconds(measured, paper["architectures"], len(paper["seeds"]), recipe,
-                                               paper["max_epochs"], patience, train_examples)))
+                                               max_epochs, patience, train_examples)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--level", type=float, help="confidence level, default params.yaml ci.level")
     ci.set_defaults(run=_confidence_intervals)
     cost = commands.add_parser("paper-cost", help="expected wall time of `dvc repro paper/dvc.yaml`, per recipe")
+    cost.add_argument("--max-epochs", type=int, help="the converged recipe's cap (default: params.yaml paper.max_epochs)")
     cost.set_defaults(run=_paper_cost)
     return parser
 

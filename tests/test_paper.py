@@ -199,3 +199,16 @@ def test_map_labels_keep_their_distance():
     chosen = spread_labels(points, range(200), 30, 0.15)
     assert 5 < len(chosen) <= 30
     assert min(np.hypot(*(points[a] - points[b])) for a in chosen for b in chosen if a < b) >= 0.15
+
+
+def test_the_expected_cost_follows_the_measured_speed_and_the_recipe():
+    from musictag.paper_runs import describe_cost, expected_seconds
+
+    measured = {"k2c1": {"examples_per_s": 100.0, "epoch_time_s": 22.0, "train_time_s": 20.0, "hardware": "box"}}
+    cost = expected_seconds(measured, ["k2c1", "k2c2"], 3, "converged", 30, 3, train_examples=2000)
+    assert cost["k2c1"]["epoch_s"] == pytest.approx(22.0) and cost["k2c1"]["epochs"] == (4, 30)
+    assert cost["k2c1"]["low_s"] == pytest.approx(3 * 4 * 22.0) and cost["k2c1"]["high_s"] == pytest.approx(3 * 30 * 22.0)
+    assert cost["k2c2"] == {"unmeasured": True}
+    assert expected_seconds(measured, ["k2c1"], 3, "seed", 30, 3, 2000)["k2c1"]["epochs"] == (150, 150)
+    text = describe_cost(cost)
+    assert text.startswith("expected wall time: 4 min to 33 min (speeds measured on box)") and "k2c2: no measured" in text
