@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_tsne_map import catalogue
+from songs import catalogue
 
 from musictag.metrics import evaluate
 from musictag.paper import Run, compare, headline_metrics

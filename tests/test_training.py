@@ -258,3 +258,32 @@ def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, t
     models = [keras.saving.load_model(path / "last.keras") for path in (chief, other)]
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(*(m.trainable_weights for m in models)))
     assert (out / "live" / "metrics.json").exists() and not list((out / "recovery").iterdir())
+
+
+def test_early_stopping_reads_the_whole_log(tmp_path):
+    """The stop is decided from history.csv, so epochs logged before a resume count."""
+    from types import SimpleNamespace
+
+    from musictag.training import StopWhenStalled
+
+    log = tmp_path / "history.csv"
+    callback = StopWhenStalled(log, patience=2)
+    network = SimpleNamespace(stop_training=False)
+    callback.set_model(network)
+    pd.DataFrame({"epoch": [0, 1, 2], "val_auc": [0.6, 0.7, 0.65]}).to_csv(log, index=False)
+    callback.on_epoch_end(2)
+    assert not network.stop_training
+    pd.DataFrame({"epoch": [0, 1, 2, 3], "val_auc": [0.6, 0.7, 0.65, 0.7]}).to_csv(log, index=False)
+    callback.on_epoch_end(3)
+    assert network.stop_training  # two epochs since the best, the tie no improvement
+
+
+def test_a_finished_run_that_had_stopped_improving_is_not_continued(tmp_path, tiny_shards, capsys):
+    _, out = run(tmp_path, tiny_shards, "stalled", epochs=2, early_stopping_patience=0)
+    history = pd.read_csv(out / "model" / "history.csv")
+    history["val_auc"] = [0.7, 0.6]  # its best epoch the first: with patience 1 it would have stopped there
+    history.to_csv(out / "model" / "history.csv", index=False)
+    capsys.readouterr()
+    summary, _ = run(tmp_path, tiny_shards, "stalled", epochs=4, early_stopping_patience=1)
+    assert "nothing to train" in capsys.readouterr().out
+    assert summary["epochs_run"] == 2 and len(pd.read_csv(out / "model" / "history.csv")) == 2

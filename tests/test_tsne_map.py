@@ -6,41 +6,14 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile
+from songs import NASTY, catalogue
 
 from musictag.errors import MusictagError
 from musictag.manifest import Manifest
 from musictag.params import defaults
-from musictag.predictions import Predictions
-from musictag.recommend import synthetic_probabilities
 from musictag.tsne_map import build_map, colour_by_top_tag, embed, page_json, select_rows
-
-NASTY = '</script><script>alert(1)</script> & "q" <!-- $x$'
-
-
-def catalogue(root: Path, n: int = 40, n_tags: int = 16, seed: int = 0):
-    """Predictions-like songs (all test but two train) and a manifest whose clips are real 1 s WAVs."""
-    rng = np.random.default_rng(seed)
-    ids = np.array([f"song{i:03d}" for i in range(n)])
-    tags = [f"tag{t}" for t in range(n_tags)]
-    tags[1] = NASTY
-    (root / "corpus").mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, song_id in enumerate(ids):
-        tone = 0.2 * np.sin(2 * np.pi * (220 + 10 * i) * np.arange(8000) / 8000)
-        soundfile.write(root / "corpus" / f"{song_id}.wav", tone.astype(np.float32), 8000)
-        paths.append(str(root / "corpus" / f"{song_id}.wav"))
-    splits = ["test"] * (n - 2) + ["train"] * 2
-    probabilities = synthetic_probabilities(n, n_tags, n_styles=4, seed=seed)
-    predictions = Predictions(np.array(ids), np.array(splits), probabilities,
-                              rng.normal(size=(n, 5)).astype(np.float32), tags)
-    clips = pd.DataFrame({"id": ids, "audio_path": paths, "split": splits,
-                          "artist": [f"Artist {i % 5}" for i in range(n)],
-                          "title": [f"Song {i} {NASTY}" if i == 7 else f"Song {i}" for i in range(n)]})
-    return predictions, Manifest(clips, tags, probabilities > 0.5)
-
 
 def page_data(html: str) -> dict:
     match = re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S)
