@@ -24,7 +24,7 @@ from scipy import special, stats
 
 from musictag.categories import dissertation_facts
 from musictag.errors import MusictagError
-from musictag.metrics import align_ground_truth, tag_metrics
+from musictag.metrics import align_ground_truth, confidence_interval, tag_metrics
 from musictag.paper_runs import ACCURACY_PREDICTIONS, MODEL_DIR, PREDICTIONS, TIMING, run_name
 from musictag.predictions import Predictions
 from musictag.tsne_map import all_alike
@@ -95,12 +95,10 @@ def interval(values: Sequence[float], level: float, bounded: bool = False) -> di
     mean = float(values.mean())
     if len(values) < 2:
         return {"mean": mean, "ci": None, "low": None, "high": None, "n": len(values)}
-    t = stats.t.ppf((1 + level) / 2, df=len(values) - 1)
-    half_width = float(t * values.std(ddof=1) / np.sqrt(len(values)))
+    _, half_width = confidence_interval(values, level)
     if not bounded or np.ptp(values) == 0:
         return {"mean": mean, "ci": half_width, "low": mean - half_width, "high": mean + half_width, "n": len(values)}
-    logits = special.logit(np.clip(values, BOUNDED_EDGE, 1 - BOUNDED_EDGE))
-    centre, spread = logits.mean(), t * logits.std(ddof=1) / np.sqrt(len(values))
+    centre, spread = confidence_interval(special.logit(np.clip(values, BOUNDED_EDGE, 1 - BOUNDED_EDGE)), level)
     low, high = special.expit(centre - spread), special.expit(centre + spread)
     return {"mean": mean, "ci": half_width, "low": float(min(low, mean)), "high": float(max(high, mean)),
             "n": len(values)}
@@ -155,8 +153,7 @@ def _per_run(run: Run) -> tuple[pd.DataFrame, dict]:
         summary["at_half"]["accuracy"] = accuracy_summary["at_half"]["accuracy"]
     scores = {name: summary[a][b] for name, (a, b) in HEADLINES.items()}
     scores |= {"epoch_time_s": float(run.timing["train_time_s"].mean()),
-               "examples_per_s": float(run.timing["examples_per_s"].mean()),
-               "epochs_run": len(run.history), "best_epoch": int(run.history["val_auc"].to_numpy().argmax()) + 1}
+               "examples_per_s": float(run.timing["examples_per_s"].mean())}
     return table.set_index("tag"), scores
 
 
@@ -191,7 +188,7 @@ def compare(runs: Sequence[Run], categories: dict[str, str], level: float, n_boo
         table["passes"] = (table["accuracy"] > 0.5) & (low > 0.5)
         table["beats_majority"] = low > table["majority"] + 1e-12
         my_runs = [run for run in runs if run.model == model]
-        epochs = [s["epochs_run"] for _, s in mine]
+        epochs = [len(run.history) for run in my_runs]
         architectures[model] = {
             "seeds": [run.seed for run in my_runs], "headline": headline, "per_tag": table,
             "criterion_failures": table.loc[~table["passes"], "tag"].tolist(),
@@ -271,8 +268,6 @@ def headline_metrics(comparison: dict) -> dict:
         entry = {"seeds": len(arch["seeds"]), "epochs_mean": round(float(np.mean(epochs)), 2),
                  "epochs_min": int(min(epochs)), "epochs_max": int(max(epochs)), "runs_at_cap": len(arch["runs_at_cap"])}
         for name, value in arch["headline"].items():
-            if name in ("epochs_run", "best_epoch"):
-                continue
             entry[name] = round(value["mean"], 4)
             if value["low"] is not None and name in HEADLINES:
                 entry[name + "_low"], entry[name + "_high"] = round(value["low"], 4), round(value["high"], 4)

@@ -37,10 +37,11 @@ def learning_curves(runs: Sequence, path, cap: int | None) -> None:
     figure = new_figure(11, 4.2)
     loss_axes, auc_axes = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     styles = ["-", "--", ":", "-."]
+    seeds = sorted({run.seed for run in runs})
     seen = set()
     for run in runs:
         epochs = run.history["epoch"].to_numpy() + 1
-        style = dict(color=colour_of(run.model), linestyle=styles[sorted({r.seed for r in runs}).index(run.seed) % 4],
+        style = dict(color=colour_of(run.model), linestyle=styles[seeds.index(run.seed) % len(styles)],
                      linewidth=1.2, marker="o", markersize=2.5)
         label = run.model if run.model not in seen else None
         seen.add(run.model)
