@@ -9,7 +9,7 @@ import argparse
 import tempfile
 import time
 
-from musictag.corpus import build_corpus
+from musictag.datasets.corpus import build_corpus
 
 
 def main() -> None:

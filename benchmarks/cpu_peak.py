@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     archs = args.archs.split(",")
 
-    from musictag.models import build_model
+    from musictag.model.architectures import build_model
 
     peak = sgemm_peak_gflops()
     print(f"numpy SGEMM peak (n = 2048, best of 10): {peak:.1f} GFLOP/s", flush=True)

@@ -27,10 +27,10 @@ import numpy as np
 import soundfile
 from threadpoolctl import threadpool_limits
 
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
-from musictag.spectrograms import extract
+from musictag.features.extraction import extract
 
 
 def plain_librosa(path: str, sample_rate_hz: int, duration_s: float, n_fft: int, hop_length: int,

@@ -3,15 +3,15 @@
     python benchmarks/gpu_jax.py --examples 16384                 # on the GPU machine (JAX, no TensorFlow)
     python benchmarks/gpu_jax.py --examples 64 --steps 3 --archs k2c1   # a quick check on a CPU
 
-Needs only JAX, Keras and what musictag.shard_reader reads with (numpy, protobuf, google-crc32c): the GPU
+Needs only JAX, Keras and what musictag.features.shard_reader reads with (numpy, protobuf, google-crc32c): the GPU
 machine within reach has no TensorFlow, so the shards are written here from synthetic log-mel-like
 spectrograms of the real shape and dtype (96 x 1366 float16, 50 tags), by `write_synthetic_shards` (the
-TFRecord format of musictag.records, framed and checksummed by hand), `--examples` of them in shards of
+TFRecord format of musictag.features.shard_writer, framed and checksummed by hand), `--examples` of them in shards of
 `--per-shard`.
 
 Per architecture (k2c1, k1c2, k2c2 by default), batch `--batch-size`, `mixed_bfloat16`, XLA-compiled:
   memory  training steps over batches already on the host (the same batches every step)
-  disk    training steps fed by musictag.shard_reader (shuffled, prefetched) as `train.backend: jax` trains
+  disk    training steps fed by musictag.features.shard_reader (shuffled, prefetched) as `train.backend: jax` trains
 Prints examples/s for each, the input pipeline's overhead (memory / disk time - 1; goal <= 5%) and the
 extrapolated epoch time at MSD size (201,680 training clips; goal <= 60 s, against the dissertation's
 727 s for k2c1 on its GPU).
@@ -33,12 +33,12 @@ DISSERTATION_K2C1_EPOCH_S = 727
 
 def write_synthetic_shards(out_dir: Path, n_examples: int, per_shard: int, n_tags: int = 50,
                            shape=(96, 1366), seed: int = 0) -> None:
-    """A `train` split of TFRecord shards and its index.json, as musictag.records writes them (uncompressed)."""
+    """A `train` split of TFRecord shards and its index.json, as musictag.features.shard_writer writes them (uncompressed)."""
     import json
 
     import numpy as np
 
-    from musictag.shard_reader import _example_class, _masked_crc
+    from musictag.features.shard_reader import _example_class, _masked_crc
 
     example_class = _example_class()
     rng = np.random.default_rng(seed)
@@ -94,8 +94,8 @@ def main() -> None:
     import jax
     import keras
 
-    from musictag import shard_reader
-    from musictag.models import build_model
+    from musictag.features import shard_reader
+    from musictag.model.architectures import build_model
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     print(f"JAX {jax.__version__} on {jax.devices()}, Keras {keras.__version__}, batch {args.batch_size}, "

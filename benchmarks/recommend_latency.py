@@ -3,7 +3,7 @@
     python benchmarks/recommend_latency.py                      # 240,000 songs x 50 tags
     python benchmarks/recommend_latency.py --songs 20000 --skip-sklearn
 
-Builds seeded tagger-like tag probabilities (musictag.recommend.synthetic_probabilities), then
+Builds seeded tagger-like tag probabilities (musictag.inference.recommendation.synthetic_probabilities), then
 times single `similar(id, k=10)` queries (median and p95 ms) for: exact numpy brute force, the
 index's faiss HNSW graph (IndexHNSWFlat, M 16) at several ef_search, faiss's inverted file
 (IndexIVFFlat, 2 sqrt(n) cells) at several n_probe for comparison, brute force on a catalogue cut to the
@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from musictag.params import defaults
-from musictag.predictions import Predictions
-from musictag.recommend import RecommendIndex, _one_thread, synthetic_probabilities
+from musictag.inference.predictions import Predictions
+from musictag.inference.recommendation import RecommendIndex, _one_thread, synthetic_probabilities
 
 RECOMMEND = defaults("recommend")  # params.yaml's: the index the pipeline builds
 

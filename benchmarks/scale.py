@@ -16,26 +16,26 @@ import tempfile
 MSD_SONGS = 242_000
 STAGES = {
     "corpus": """
-from musictag.corpus import build_corpus
+from musictag.datasets.corpus import build_corpus
 m = build_corpus(**{{**defaults('data')['embedded'], 'n_clips': {n}, 'audio_dir': r'{tmp}/corpus'}})
 m.write(Path(r'{tmp}/manifest.csv'))""",
     "clean": """
-from musictag.cleaning import clean_manifest
+from musictag.datasets.cleaning import clean_manifest
 clean_manifest(Path(r'{tmp}/manifest.csv'), Path(r'{tmp}/clean.csv'), Path(r'{tmp}/rejects.csv'),
                Path(r'{tmp}/rejects_per_reason.csv'), **defaults('clean'))""",
     "spectrograms": """
-from musictag.manifest import Manifest
-from musictag.spectrograms import extract
+from musictag.datasets.manifest import Manifest
+from musictag.features.extraction import extract
 m = Manifest.read(Path(r'{tmp}/clean.csv'))
 extract(list(m.clips['id']), list(m.clips['audio_path']), Path(r'{tmp}/spectrograms'),
         **defaults('spectrograms', chunk_size=64))""",
     "shards": """
-from musictag.manifest import Manifest
-from musictag.records import write_shards
+from musictag.datasets.manifest import Manifest
+from musictag.features.shard_writer import write_shards
 write_shards(Path(r'{tmp}/spectrograms'), Manifest.read(Path(r'{tmp}/clean.csv')), Path(r'{tmp}/shards'),
              **defaults('shards', examples_per_shard=64, compression=''))""",
     "train (1 epoch k2c1)": """
-from musictag.training import train
+from musictag.model.training import train
 train(Path(r'{tmp}/shards'), Path(r'{tmp}/model'), Path(r'{tmp}/recovery'), Path(r'{tmp}/live'), model='k2c1',
       hyperparameters={{}}, **defaults('train', epochs=1, batch_size=16, learning_rate=1e-3))""",
 }

@@ -7,7 +7,7 @@
 
 Both sides train k2c2 at batch 16 on the same batch (the first of data/shards' train split, float32):
 forward, binary cross-entropy on sigmoid outputs, backward, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8).
-The PyTorch model is musictag.models.build_k2c2 layer for layer: BatchNorm over the 96 mel bands, five
+The PyTorch model is musictag.model.architectures.build_k2c2 layer for layer: BatchNorm over the 96 mel bands, five
 3x3 'same' convolutions (67, 135, 135, 203, 271 maps) each with BatchNorm (eps 1e-3, momentum 0.99 in
 Keras' sense), ELU and max-pooling (2,4) (2,4) (2,4) (3,5) (4,4), then a 271 -> n_tags sigmoid layer;
 same parameter count. Each configuration (see train_speed.CONFIGS) runs in its own process, they take turns

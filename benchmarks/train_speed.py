@@ -8,7 +8,7 @@
 `speed` times steady-state training steps (forward + backward + Adam, the train function `fit` runs; one
 warm-up step first) for each architecture under each TensorFlow configuration:
   before  TensorFlow's own defaults (oneDNN off on a CPU without AVX-512) and plain keras Conv2D gradients
-  after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.models as it is (matmul kernel gradients, see models.conv2d;
+  after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.model.architectures as it is (matmul kernel gradients, see models.conv2d;
           batch norm's sums as matmuls, see tf_speed.batch_norm)
   after-bf16   `after` under Keras' mixed_bfloat16 policy (bfloat16 compute, float32 weights): a CPU with
           AVX512_BF16 or AMX runs its matmuls in half precision; the printed loss shows what it does to training
@@ -20,10 +20,10 @@ medians over the rounds, ratios are medians of the per-round ratios.
 
 `batchnorm` times one training-mode batch norm alone, forward and backward, at the sizes of k2c2's and k1c2's
 layers and at nearby channel counts that are multiples of 8: TensorFlow's fused op (oneDNN's) against
-musictag.tf_speed's matmul sums, which training takes on a CPU where the channels are not a multiple of 8.
+musictag.model.onednn's matmul sums, which training takes on a CPU where the channels are not a multiple of 8.
 
 `pipeline` trains k2c1 (or --arch) for a few short epochs reading the train shards through
-musictag.records.make_dataset(shuffle=True, repeat=True) as training does, and for the same number of
+musictag.features.shard_writer.make_dataset(shuffle=True, repeat=True) as training does, and for the same number of
 epochs and steps from the same batches already in RAM; the first epoch of each fit (tracing, shuffle
 buffer fill) is left out. Goal: shards/RAM epoch time <= 1.05.
 """
@@ -82,7 +82,7 @@ def save_batch(path: Path, batch_size: int, n_tags: int | None = None) -> tuple[
     import numpy as np
 
     if (SHARDS / "index.json").exists():
-        from musictag.records import make_dataset
+        from musictag.features.shard_writer import make_dataset
 
         x, y = next(make_dataset(SHARDS, "train", batch_size).as_numpy_iterator())
         source = f"first train batch of {SHARDS.relative_to(ROOT)}"
@@ -147,13 +147,15 @@ class Worker:
 
 
 def tf_worker(spec: dict) -> None:
-    """Build and compile spec['arch'] as musictag.training does (without the AUC metrics, which torch lacks
+    """Build and compile spec['arch'] as musictag.model.training does (without the AUC metrics, which torch lacks
     and which cost ~nothing), warm up, then serve steps on the saved batch."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from musictag import models, tf_speed
+    from musictag.model import architectures as models
+
+    from musictag.model import onednn as tf_speed
 
     if spec.get("inter_op"):
         tf.config.threading.set_inter_op_parallelism_threads(spec["inter_op"])
@@ -162,7 +164,7 @@ def tf_worker(spec: dict) -> None:
     if spec["conv"] == "plain":  # the layers as keras makes them, TF's own Conv2DBackpropFilter
         models.conv2d = lambda filters, kernel, padding, name: keras.layers.Conv2D(filters, kernel,
                                                                                    padding=padding, name=name)
-    if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not musictag.tf_speed.batch_norm
+    if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not musictag.model.onednn.batch_norm
         models.batch_normalization = lambda axis, name: keras.layers.BatchNormalization(axis=axis, name=name)
     if spec.get("bn") == "fused":  # TensorFlow's FusedBatchNormV3 (oneDNN's), as a GPU run takes cuDNN's
         tf_speed.normalize_by_matmul = tf_speed.normalize_fused
@@ -330,13 +332,13 @@ BATCH_NORM_SHAPES = [(96, 1366, 67), (96, 1366, 64), (96, 1366, 72), (48, 341, 1
 
 def run_batch_norm(args) -> None:
     """Seconds per forward + backward of one training-mode batch norm over a batch of each shape, TensorFlow's
-    fused op (oneDNN's) against musictag.tf_speed.normalize_by_matmul, alternately, medians of --rounds."""
-    from musictag.tf_speed import switch_on_onednn
+    fused op (oneDNN's) against musictag.model.onednn.normalize_by_matmul, alternately, medians of --rounds."""
+    from musictag.model.onednn import switch_on_onednn
 
     switch_on_onednn()
     import tensorflow as tf
 
-    from musictag import tf_speed
+    from musictag.model import onednn as tf_speed
 
     print(f"batch norm forward + backward at batch {args.batch_size}, seconds (median of {args.rounds} rounds):")
     print(f"{'shape (h, w, channels)':>24s} {'MB':>6s} {'fused op':>9s} {'matmul sums':>12s} {'ratio':>6s}")
@@ -377,10 +379,10 @@ def run_pipeline(args) -> None:
     import numpy as np
     import tensorflow as tf
 
-    import musictag.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
-    from musictag.models import build_model
-    from musictag.records import make_dataset
-    from musictag.shard_reader import read_index
+    import musictag.model.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
+    from musictag.model.architectures import build_model
+    from musictag.features.shard_writer import make_dataset
+    from musictag.features.shard_reader import read_index
 
     index = read_index(SHARDS)
     n_mels, n_frames = index["spectrogram_shape"]

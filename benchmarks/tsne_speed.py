@@ -3,7 +3,7 @@
     python benchmarks/tsne_speed.py                       # 2,000 and 10,000 points x 50 tags
     python benchmarks/tsne_speed.py --songs 2000 --tags 45
 
-Both run as the pipeline runs them (musictag.tsne_map.embed): 1,000 iterations in all (250 of
+Both run as the pipeline runs them (musictag.inference.tag_map.embed): 1,000 iterations in all (250 of
 early exaggeration), perplexity 30, PCA initialisation, all cores; openTSNE with its defaults
 otherwise (approximate neighbours by Annoy; the FFT gradient from 10,000 points, Barnes-Hut
 below). Prints seconds, the final KL divergence each reports, and how many of each point's 10
@@ -15,8 +15,8 @@ import os
 import time
 
 from musictag.params import defaults
-from musictag.recommend import synthetic_probabilities
-from musictag.tsne_map import embed, neighbourhood_kept
+from musictag.inference.recommendation import synthetic_probabilities
+from musictag.inference.tag_map import embed, neighbourhood_kept
 
 
 def main() -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from musictag import __version__
-from musictag.datasets import DATASETS
+from musictag.datasets.adapters import DATASETS
 from musictag.errors import MusictagError, run_main
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.paths import DATA_DIR, resolve
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the messages that matter
 
 
 def _manifest_summary(args: argparse.Namespace) -> None:
@@ -26,9 +29,9 @@ def _list_datasets(_: argparse.Namespace) -> None:
 def _tag(args: argparse.Namespace) -> None:
     """Tags for each file, and every audio file under each folder; a file that cannot be tagged gets
     one line on stderr and the run goes on (exit status 1 at the end if any was not tagged)."""
-    from musictag.library import ResultWriter, find_audio, tag_files
-    from musictag.pool import Failure
-    from musictag.tagging import Tagger
+    from musictag.inference.batch_tagging import ResultWriter, find_audio, tag_files
+    from musictag.audio.workers import Failure
+    from musictag.inference.tagger import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
     paths = find_audio(args.audio)
@@ -93,7 +96,7 @@ def _dvc(*args: str) -> str:
 
 
 def _confidence_intervals(args: argparse.Namespace) -> None:
-    from musictag.metrics import confidence_intervals_from_experiments, format_intervals
+    from musictag.evaluation.scores import confidence_intervals_from_experiments, format_intervals
     from musictag.params import load_params
 
     defaults = load_params("ci")
@@ -105,7 +108,7 @@ def _confidence_intervals(args: argparse.Namespace) -> None:
 
 def _songs(ids_and_distances: list[tuple[str, float | None]]) -> None:
     """Print songs with artist and title from the recommendation catalogue."""
-    from musictag.catalogue import read_songs
+    from musictag.inference.catalogue import read_songs
 
     clips = read_songs(DATA_DIR / "catalogue")
     for position, (song_id, distance) in enumerate(ids_and_distances, start=1):
@@ -115,7 +118,7 @@ def _songs(ids_and_distances: list[tuple[str, float | None]]) -> None:
 
 
 def _recommend_index():
-    from musictag.recommend import RecommendIndex
+    from musictag.inference.recommendation import RecommendIndex
 
     return RecommendIndex.load(DATA_DIR / "recommend" / "index.npz")
 
@@ -138,7 +141,7 @@ def _is_audio_file(song: str, index) -> bool:
     """Whether a song argument names an audio file to tag rather than a catalogue id: it is not an id of
     the index (a folder catalogue's ids are paths such as `album/song.flac`) and it is an existing file
     or has an audio extension (so that a missing file is reported as one)."""
-    from musictag.audio import AUDIO_EXTENSIONS
+    from musictag.audio.decoding import AUDIO_EXTENSIONS
 
     if song in index:
         return False
@@ -150,11 +153,11 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     song_vectors of its probabilities and embedding (the index's `features`)."""
     import numpy as np
 
-    from musictag.library import tag_files
-    from musictag.pool import Failure
-    from musictag.predictions import Predictions
-    from musictag.recommend import song_vectors
-    from musictag.tagging import Tagger
+    from musictag.inference.batch_tagging import tag_files
+    from musictag.audio.workers import Failure
+    from musictag.inference.predictions import Predictions
+    from musictag.inference.recommendation import song_vectors
+    from musictag.inference.tagger import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
     ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args))
@@ -168,7 +171,7 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
 def _paper_cost(args: argparse.Namespace) -> None:
     """The expected wall time of `dvc repro paper/dvc.yaml` under each recipe, from the examples/s its last runs
     measured (metrics/paper/runs/, in git) and the training clips of the shards (metrics/shards.json)."""
-    from musictag.paper_runs import RECIPES, describe_cost, expected_seconds
+    from musictag.evaluation.paper.runs import RECIPES, describe_cost, expected_seconds
     from musictag.params import load_params
     from musictag.paths import METRICS_DIR
 

@@ -44,7 +44,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-# --- data: the dataset adapters (musictag.datasets.DATASETS) -----------------------------------------------
+# --- data: the dataset adapters (musictag.datasets.adapters.DATASETS) -----------------------------------------------
 
 class EmbeddedData(Section):
     n_clips: Annotated[int, Field(ge=3)]  # at least one clip per split
@@ -116,7 +116,7 @@ class Data(Section):
 # --- pipeline stages ---------------------------------------------------------------------------------------
 
 class Limits(Section):
-    """Per-file bounds of a worker pool (musictag.pool)."""
+    """Per-file bounds of a worker pool (musictag.audio.workers)."""
 
     timeout_s: Positive
     memory_limit_mb: Positive
@@ -129,7 +129,7 @@ class Clean(Limits):
 
 
 class FrontEnd(Section):
-    """The log-mel front end (dissertation Algorithm 1); musictag.audio takes these as keyword arguments."""
+    """The log-mel front end (dissertation Algorithm 1); musictag.audio.decoding takes these as keyword arguments."""
 
     sample_rate_hz: PositiveInt
     duration_s: Positive
@@ -191,7 +191,7 @@ ModelName = Literal["k2c1", "k1c2", "k2c2", "crnn", "short_resnet"]
 class Paper(Section):
     architectures: Annotated[list[ModelName], Field(min_length=1)]
     seeds: Annotated[list[int], Field(min_length=2)]  # an interval needs two runs
-    recipe: Literal["converged", "seed"]  # musictag.paper_runs
+    recipe: Literal["converged", "seed"]  # musictag.evaluation.paper.runs
     max_epochs: PositiveInt
     level: Share
     n_bootstrap: PositiveInt
@@ -238,7 +238,7 @@ class Tsne(Section):
     seed: int
     n_jobs: PositiveInt
     k: PositiveInt
-    n_coloured_tags: Annotated[int, Field(ge=1, le=16)]  # musictag.tsne_map.PALETTE has 16 colours
+    n_coloured_tags: Annotated[int, Field(ge=1, le=16)]  # musictag.inference.tag_map.PALETTE has 16 colours
     embed_audio_max_songs: Count
 
 
@@ -252,7 +252,7 @@ class Params(Section):
     shards: Shards
     train: Train
     paper: Paper
-    models: dict[ModelName, dict]  # per-architecture keyword arguments of musictag.models' builders
+    models: dict[ModelName, dict]  # per-architecture keyword arguments of musictag.model.architectures' builders
     evaluate: Evaluate
     ci: Ci
     recommend: Recommend

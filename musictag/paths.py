@@ -11,7 +11,7 @@ PARAMS_PATH = REPO_ROOT / "params.yaml"
 
 
 def train_recovery_dir() -> Path:
-    """Where training keeps crash-recovery state (musictag.recovery): `data/train-recovery` of this
+    """Where training keeps crash-recovery state (musictag.model.recovery): `data/train-recovery` of this
     repository, or of the parent one inside `dvc exp run --queue` / `--temp`, which DVC runs in a
     temporary copy that it deletes, with DVC_ROOT naming the repository the experiment came from; so a
     queued run that was killed finds its state when it is queued again."""

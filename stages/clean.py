@@ -4,7 +4,7 @@ Writes the manifest of usable clips, a CSV of rejects with their reasons, the co
 and the headline counts (the seed removed 39/5/6 unusable songs from MSD's train/valid/test).
 """
 
-from musictag.cleaning import clean_manifest
+from musictag.datasets.cleaning import clean_manifest
 from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.params import load_params

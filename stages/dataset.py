@@ -5,7 +5,7 @@ level; for a real dataset it reads the dataset's tag and split files (its audio 
 and data/corpus stays empty).
 """
 
-from musictag.datasets import build_manifest
+from musictag.datasets.adapters import build_manifest
 from musictag.errors import run_main
 from musictag.files import write_csv, write_json
 from musictag.params import load_params
@@ -21,7 +21,7 @@ def main() -> None:
     manifest.write(DATA_DIR / "manifest.csv")
     summary = {"source": source, **manifest.summary()}
     if source == "embedded":
-        from musictag.corpus import audio_report
+        from musictag.datasets.corpus import audio_report
 
         summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
     write_json(METRICS_DIR / "dataset.json", summary)

@@ -4,12 +4,12 @@ import json
 import os
 import platform
 
-from musictag.categories import tag_categories
+from musictag.datasets.categories import tag_categories
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.manifest import Manifest
-from musictag.paper import compare, headline_metrics, load_runs
-from musictag.paper_report import library_versions, write_report
+from musictag.datasets.manifest import Manifest
+from musictag.evaluation.paper.statistics import compare, headline_metrics, load_runs
+from musictag.evaluation.paper.report import library_versions, write_report
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 

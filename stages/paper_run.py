@@ -1,6 +1,6 @@
 """Stage `run@<model>-<seed>` of paper/dvc.yaml: one (architecture, seed) of the paper matrix, trained from
 the main pipeline's shards with its `train` params but its own seed and `paper.recipe`'s schedule
-(musictag.paper_runs), its valid and test predictions saved beside it, its headline and epoch times in
+(musictag.evaluation.paper.runs), its valid and test predictions saved beside it, its headline and epoch times in
 metrics/paper/runs/<run>.json."""
 import argparse
 import json
@@ -8,15 +8,15 @@ import platform
 
 import pandas as pd
 
-from musictag.engines import select_backend
+from musictag.model.engines import select_backend
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.metrics import align_ground_truth, tag_metrics
-from musictag.paper_runs import MODEL_DIR, PREDICTIONS, TIMING, describe_cost, expected_seconds, run_name, schedule
+from musictag.evaluation.scores import align_ground_truth, tag_metrics
+from musictag.evaluation.paper.runs import MODEL_DIR, PREDICTIONS, TIMING, describe_cost, expected_seconds, run_name, schedule
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR, train_recovery_dir
-from musictag.shard_reader import read_index
-from musictag.tagging import Tagger
+from musictag.features.shard_reader import read_index
+from musictag.inference.tagger import Tagger
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     paper, train_params = params["paper"], params["train"]
     phases = schedule(paper["recipe"], args.model, paper["max_epochs"], train_params["early_stopping_patience"])
     select_backend(train_params["backend"])  # before Keras loads
-    from musictag.training import train
+    from musictag.model.training import train
 
     name = run_name(args.model, args.seed)
     run_dir, metrics_path = DATA_DIR / "paper" / "runs" / name, METRICS_DIR / "paper" / "runs" / f"{name}.json"

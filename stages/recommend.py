@@ -6,7 +6,7 @@ from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.recommend import build_recommendations
+from musictag.inference.recommendation import build_recommendations
 
 
 def main() -> None:

@@ -3,10 +3,10 @@ import json
 
 from musictag.errors import run_main
 from musictag.files import write_json
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.records import roundtrip_error, write_shards
+from musictag.features.shard_writer import roundtrip_error, write_shards
 
 
 def main() -> None:

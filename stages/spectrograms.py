@@ -2,10 +2,10 @@
 import json
 
 from musictag.errors import run_main
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, resolve
-from musictag.spectrograms import extract
+from musictag.features.extraction import extract
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stage `train`: the architecture named by the `model` param, trained on the shards (`dvc exp run -S model=k1c2`)."""
 import json
 
-from musictag.engines import select_backend
+from musictag.model.engines import select_backend
 from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.params import load_params
@@ -12,7 +12,7 @@ def main() -> None:
     params = load_params()
     model, options = params["model"], params["train"]
     select_backend(options["backend"])  # before Keras loads
-    from musictag.training import train
+    from musictag.model.training import train
 
     summary = train(
         shards_dir=DATA_DIR / "shards",

@@ -11,7 +11,7 @@ from musictag.errors import run_main
 from musictag.files import write_json
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.tsne_map import build_map
+from musictag.inference.tag_map import build_map
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ FRONT_END = defaults("spectrograms")["front_end"]  # params.yaml's, the one home
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """Eight real clips rendered by the embedded adapter (about 10 s on two cores)."""
-    from musictag.corpus import build_corpus
+    from musictag.datasets.corpus import build_corpus
 
     audio_dir = tmp_path_factory.mktemp("corpus") / "audio"
     manifest = build_corpus(n_clips=8, seed=7, sample_rate_hz=16000, clip_duration_s=29.12,
@@ -29,11 +29,11 @@ def tiny_corpus(tmp_path_factory):
 
 
 def write_store(store_dir: Path, ids: list[str], spectrograms=None, chunk_size: int = 16, front_end=None) -> Path:
-    """A spectrogram store written through musictag.store, as the spectrograms stage writes one: `spectrograms`
+    """A spectrogram store written through musictag.features.spectrogram_store, as the spectrograms stage writes one: `spectrograms`
     (n, n_mels, n_frames), or log-mel-like random values of the front end's shape, `chunk_size` songs a chunk."""
     import numpy as np
 
-    from musictag.store import start_chunk, write_index, write_row
+    from musictag.features.spectrogram_store import start_chunk, write_index, write_row
 
     if spectrograms is None:
         spectrograms = np.random.default_rng(0).uniform(-80, 0, size=(len(ids), 96, 1366)).astype(np.float32)
@@ -56,8 +56,8 @@ def tiny_shards(tmp_path_factory):
     import numpy as np
     import pandas as pd
 
-    from musictag.manifest import Manifest
-    from musictag.records import write_shards
+    from musictag.datasets.manifest import Manifest
+    from musictag.features.shard_writer import write_shards
 
     root = tmp_path_factory.mktemp("shards")
     ids = [f"clip{i:03d}" for i in range(64)]
@@ -75,7 +75,7 @@ def tiny_shards(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_shards, tmp_path_factory):
     """A k2c1 trained for one epoch on the tiny shards: a real model directory to tag with."""
-    from musictag.training import train
+    from musictag.model.training import train
 
     root = tmp_path_factory.mktemp("model")
     train(tiny_shards, root / "model", root / "recovery", root / "live", model="k2c1", hyperparameters={},

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import soundfile
 
-from musictag.manifest import Manifest
-from musictag.predictions import Predictions
-from musictag.recommend import synthetic_probabilities
+from musictag.datasets.manifest import Manifest
+from musictag.inference.predictions import Predictions
+from musictag.inference.recommendation import synthetic_probabilities
 
 NASTY = '</script><script>alert(1)</script> & "q" <!-- $x$'
 

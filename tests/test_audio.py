@@ -1,4 +1,4 @@
-"""musictag.audio: every kind of bad file built for real, and the front end against plain librosa."""
+"""musictag.audio.decoding: every kind of bad file built for real, and the front end against plain librosa."""
 import math
 import os
 import signal
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from conftest import FRONT_END
 
-from musictag import audio
+from musictag.audio import decoding as audio
 from musictag.errors import MusictagError
 from musictag.params import defaults
 

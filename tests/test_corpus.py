@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from musictag import corpus
+from musictag.datasets import corpus
 from musictag.errors import MusictagError
 from musictag.params import defaults
 

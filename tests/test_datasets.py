@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musictag.datasets import (
+from musictag.datasets.adapters import (
     DATASETS,
     MSD_TOP50_TAGS,
     SPLITS,

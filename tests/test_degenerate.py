@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from songs import catalogue
 
-from musictag.metrics import evaluate
-from musictag.paper import Run, compare, headline_metrics
-from musictag.paper_report import write_report
+from musictag.evaluation.scores import evaluate
+from musictag.evaluation.paper.statistics import Run, compare, headline_metrics
+from musictag.evaluation.paper.report import write_report
 from musictag.params import defaults
-from musictag.predictions import Predictions
-from musictag.recommend import build_recommendations
-from musictag.tsne_map import all_alike, build_map, embed
+from musictag.inference.predictions import Predictions
+from musictag.inference.recommendation import build_recommendations
+from musictag.inference.tag_map import all_alike, build_map, embed
 
 N_SONGS, N_TAGS = 40, 16
 

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from musictag import shard_reader
+from musictag.features import shard_reader
 from musictag.errors import MusictagError
 from musictag.params import defaults
 
@@ -17,7 +17,7 @@ from musictag.params import defaults
 def run_under_jax(script: str) -> dict:
     """Run `script` in a fresh Python on the JAX backend; it prints one JSON line last, returned here."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    code = "from musictag.engines import select_backend\nselect_backend('jax')\n" + textwrap.dedent(script)
+    code = "from musictag.model.engines import select_backend\nselect_backend('jax')\n" + textwrap.dedent(script)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -25,7 +25,7 @@ def run_under_jax(script: str) -> dict:
 
 def test_the_numpy_reader_gives_tf_datas_batches(tiny_shards):
     """Unshuffled and read one shard at a time, both readers give the same bytes in the same order."""
-    from musictag.records import make_dataset
+    from musictag.features.shard_writer import make_dataset
 
     for split in ("train", "valid"):
         ours = list(shard_reader.epoch_batches(tiny_shards, split, 5, with_ids=True, parallel_reads=1))
@@ -69,7 +69,7 @@ def test_a_damaged_shard_is_one_error_naming_it(tiny_shards, tmp_path):
 
 @pytest.fixture(scope="module")
 def jax_run(tiny_shards, tmp_path_factory):
-    """Two epochs of k2c1 under JAX through musictag.training, as `train.backend: jax` runs them, and its
+    """Two epochs of k2c1 under JAX through musictag.model.training, as `train.backend: jax` runs them, and its
     predictions on fixed input."""
     out = tmp_path_factory.mktemp("jax")
     probe = np.random.default_rng(0).uniform(-60, 0, size=(3, 96, 1366, 1)).astype(np.float32)
@@ -78,8 +78,8 @@ def jax_run(tiny_shards, tmp_path_factory):
         import json, sys
         import numpy as np
         from musictag.params import defaults
-        from musictag.tagging import Tagger
-        from musictag.training import train
+        from musictag.inference.tagger import Tagger
+        from musictag.model.training import train
         summary = train({str(tiny_shards)!r}, {str(out / 'model')!r}, {str(out / 'recovery')!r}, {str(out / 'live')!r},
                         model="k2c1", hyperparameters={{}}, timing_csv={str(out / 'timing.csv')!r},
                         **defaults("train", epochs=2, batch_size=8, learning_rate=1e-3, shuffle_buffer=16, seed=5,
@@ -107,7 +107,7 @@ def test_jax_trains_predicts_and_never_loads_tensorflow(jax_run):
 
 def test_a_model_trained_under_jax_predicts_alike_under_tensorflow(jax_run):
     """The same .keras file on another backend: same architecture, weights, and (to float32 rounding) outputs."""
-    from musictag.tagging import Tagger
+    from musictag.inference.tagger import Tagger
 
     out, _ = jax_run
     probabilities, _ = Tagger(out / "model").predict_batches([np.load(out / "probe.npy")])
@@ -118,8 +118,8 @@ FIRST_EPOCH = """
     import json
     import keras
     import numpy as np
-    from musictag import shard_reader
-    from musictag.engines import ENGINES
+    from musictag.features import shard_reader
+    from musictag.model.engines import ENGINES
     ENGINES[keras.backend.backend()]("default")  # as training sets the backend up
     batches = list(shard_reader.epoch_batches({shards!r}, "train", 8))
     losses = {{}}
@@ -144,7 +144,7 @@ def test_tensorflow_and_jax_train_the_same_model_alike(tiny_shards, tmp_path):
     a learning rate 10% higher moves it by more than 3% (checked on JAX itself)."""
     import keras
 
-    from musictag.models import build_model
+    from musictag.model.architectures import build_model
 
     keras.utils.set_random_seed(0)
     build_model("k2c1", n_tags=5, n_mels=96, n_frames=1366, widths=(38, 38, 38, 76, 76)).save(tmp_path / "initial.keras")
@@ -169,7 +169,7 @@ def test_jax_trains_in_bfloat16(tiny_shards, tmp_path):
     result = run_under_jax(f"""
         import json, keras
         from musictag.params import defaults
-        from musictag.training import train
+        from musictag.model.training import train
         summary = train({str(tiny_shards)!r}, {str(tmp_path / 'model')!r}, {str(tmp_path / 'recovery')!r},
                         {str(tmp_path / 'live')!r}, model="k2c1", hyperparameters={{}},
                         **defaults("train", epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=16, seed=5,
@@ -185,7 +185,7 @@ def test_jax_trains_in_bfloat16(tiny_shards, tmp_path):
 def test_a_backend_other_than_keras_own_fails_before_any_work(tmp_path, tiny_shards):
     """A known backend other than the one Keras runs on: only train() can tell (tests/test_params.py checks
     unknown backends and mixed_precision values)."""
-    from musictag.training import train
+    from musictag.model.training import train
 
     options = defaults("train", epochs=1, batch_size=8, backend="jax")  # this process runs Keras on TensorFlow
     with pytest.raises(MusictagError, match="train.backend"):

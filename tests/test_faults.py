@@ -11,11 +11,11 @@ from dvc_repo import DvcRepo
 from test_audio import BAD_FILES, write
 from test_records import tree_bytes
 
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.params import defaults
-from musictag.records import write_shards
-from musictag.spectrograms import extract
-from musictag.store import SpectrogramStore
+from musictag.features.shard_writer import write_shards
+from musictag.features.extraction import extract
+from musictag.features.spectrogram_store import SpectrogramStore
 
 # extract's params beside the front end, and write_shards': params.yaml's, in small chunks and shards
 SPECTROGRAMS = {key: value for key, value in defaults("spectrograms", chunk_size=2, workers=2).items()
@@ -91,8 +91,8 @@ def test_bad_params_fail_at_once_with_one_line(tmp_path, stage, key, value, name
 SLOW_EXTRACTION = """
 import time
 from pathlib import Path
-from musictag import spectrograms
-from musictag.audio import spectrogram_of
+from musictag.features import extraction as spectrograms
+from musictag.audio.decoding import spectrogram_of
 
 def slow(path, **front_end):
     time.sleep(0.3)
@@ -104,9 +104,9 @@ spectrograms.extract({ids!r}, {paths!r}, Path({out!r}), {front_end!r}, **{settin
 SLOW_SHARDING = """
 import time
 from pathlib import Path
-from musictag import records
-from musictag.manifest import Manifest
-from musictag.store import SpectrogramStore
+from musictag.features import shard_writer as records
+from musictag.datasets.manifest import Manifest
+from musictag.features.spectrogram_store import SpectrogramStore
 
 read_row = SpectrogramStore.__getitem__
 SpectrogramStore.__getitem__ = lambda store, id_: (time.sleep(0.05), read_row(store, id_))[1]
@@ -159,7 +159,7 @@ def test_nothing_a_fork_server_worker_writes_before_its_start_reaches_the_termin
     server starts with stderr on /dev/null, so whatever it and its workers write there is gone; here a
     module it preloads writes to file descriptor 2 as it is imported."""
     (tmp_path / "loud.py").write_text("import os\nos.write(2, b'LOUD PRELOAD\\n')\n")
-    script = ("import sys\nfrom musictag.pool import BoundedPool\n"
+    script = ("import sys\nfrom musictag.audio.workers import BoundedPool\n"
               "with BoundedPool(2, 30, 512, start_method='forkserver', preload=['loud']) as pool:\n"
               "    print(list(pool.imap(abs, [-1, -2, -3])))\n"
               "sys.stderr.write('parent stderr still works\\n')\n")

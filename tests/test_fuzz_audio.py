@@ -20,10 +20,10 @@ from conftest import FRONT_END
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musictag.audio import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
+from musictag.audio.decoding import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
 from musictag.errors import MusictagError
 from musictag.params import defaults
-from musictag.pool import BoundedPool, Failure
+from musictag.audio.workers import BoundedPool, Failure
 
 CASES = int(os.environ.get("MUSICTAG_FUZZ_CASES", "300"))
 TIMEOUT_S, MEMORY_LIMIT_MB = 30.0, 1024.0  # clean's and extraction's defaults are 120 s / 60 s and 1024 MB

@@ -17,8 +17,8 @@ from sklearn.metrics import (
 )
 
 from musictag.errors import MusictagError
-from musictag.manifest import Manifest
-from musictag.metrics import (
+from musictag.datasets.manifest import Manifest
+from musictag.evaluation.scores import (
     DEFAULT_THRESHOLD,
     NO_NEGATIVE,
     NO_POSITIVE,
@@ -315,7 +315,7 @@ def test_stage_writes_every_file_from_synthetic_inputs(tmp_path, monkeypatch):
 
 
 def test_stage_names_stale_or_missing_inputs(tmp_path):
-    from musictag.metrics import evaluate
+    from musictag.evaluation.scores import evaluate
 
     write_inputs(tmp_path)
     args = dict(manifest_path=tmp_path / "clean.csv", model_dir=tmp_path / "model", metrics_dir=tmp_path / "m",
@@ -330,8 +330,8 @@ def test_stage_names_stale_or_missing_inputs(tmp_path):
 
 
 def test_ground_truth_alignment_names_a_missing_clip_or_a_moved_one(tmp_path):
-    from musictag.metrics import align_ground_truth
-    from musictag.predictions import Predictions
+    from musictag.evaluation.scores import align_ground_truth
+    from musictag.inference.predictions import Predictions
 
     write_inputs(tmp_path)
     predictions = Predictions.load(tmp_path / "predictions.npz")

@@ -2,9 +2,11 @@
 import keras
 import pytest
 
-from musictag import models, tf_speed
+from musictag.model import architectures as models
+
+from musictag.model import onednn as tf_speed
 from musictag.errors import MusictagError
-from musictag.models import MODELS, build_model
+from musictag.model.architectures import MODELS, build_model
 
 # (layer name, output shape without batch, trainable parameters or None) from tables 3.2-3.7
 K2C1 = [("unit1_elu", (1, 1363, 152), None), ("unit1_conv", (1, 1363, 152), 58520),

@@ -11,16 +11,16 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from test_queued_experiments import build_shards_repo
 
-from musictag.categories import tag_categories
+from musictag.datasets.categories import tag_categories
 from musictag.errors import MusictagError
-from musictag.paper import interval, paired_bootstrap, rank_auc
-from musictag.paper_figures import spread_labels
-from musictag.paper_report import p_value
-from musictag.paper_runs import ACCURACY_PREDICTIONS, PREDICTIONS, planned_epochs, schedule
+from musictag.evaluation.paper.statistics import interval, paired_bootstrap, rank_auc
+from musictag.evaluation.paper.figures import spread_labels
+from musictag.evaluation.paper.report import p_value
+from musictag.evaluation.paper.runs import ACCURACY_PREDICTIONS, PREDICTIONS, planned_epochs, schedule
 from musictag.params import defaults
-from musictag.predictions import Predictions
-from musictag.training import stalled
-from musictag.tsne_map import all_alike
+from musictag.inference.predictions import Predictions
+from musictag.model.training import stalled
+from musictag.inference.tag_map import all_alike
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_rank_auc_is_scikit_learns_and_the_bootstrap_sees_a_real_difference():
 
 
 def test_welch_over_seeds_is_scipys():
-    from musictag.paper import Run, compare
+    from musictag.evaluation.paper.statistics import Run, compare
 
     rng = np.random.default_rng(3)
     y = (rng.random((60, 3)) < 0.4).astype(int)
@@ -202,7 +202,7 @@ def test_map_labels_keep_their_distance():
 
 
 def test_the_expected_cost_follows_the_measured_speed_and_the_recipe():
-    from musictag.paper_runs import describe_cost, expected_seconds
+    from musictag.evaluation.paper.runs import describe_cost, expected_seconds
 
     measured = {"k2c1": {"examples_per_s": 100.0, "epoch_time_s": 22.0, "train_time_s": 20.0, "hardware": "box"}}
     cost = expected_seconds(measured, ["k2c1", "k2c2"], 3, "converged", 30, 3, train_examples=2000)

@@ -4,14 +4,14 @@ import pandas as pd
 import pytest
 
 from musictag.errors import MusictagError
-from musictag.manifest import Manifest
+from musictag.datasets.manifest import Manifest
 from musictag.params import defaults
-from musictag.recommend import RecommendIndex, build_recommendations, retrieval_metrics, synthetic_probabilities
+from musictag.inference.recommendation import RecommendIndex, build_recommendations, retrieval_metrics, synthetic_probabilities
 
 
 @pytest.fixture(scope="module")
 def Predictions():
-    from musictag.predictions import Predictions
+    from musictag.inference.predictions import Predictions
 
     return Predictions
 

@@ -12,10 +12,10 @@ import tensorflow as tf
 from conftest import write_store
 
 from musictag.errors import MusictagError
-from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest
+from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest
 from musictag.params import defaults
-from musictag.records import make_dataset, roundtrip_error, write_shards
-from musictag.shard_reader import read_index, steps_per_epoch
+from musictag.features.shard_writer import make_dataset, roundtrip_error, write_shards
+from musictag.features.shard_reader import read_index, steps_per_epoch
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
 N_TAGS = 5
@@ -232,8 +232,8 @@ def test_shards_are_the_same_bytes_from_any_process(corpus, tmp_path):
     store_dir, manifest, _ = corpus
     manifest.write(tmp_path / "manifest.csv")
     shards(store_dir, manifest, tmp_path / "here", examples_per_shard=16)
-    script = ("import sys; from pathlib import Path; from musictag.manifest import Manifest; "
-              "from musictag.params import defaults; from musictag.records import write_shards; "
+    script = ("import sys; from pathlib import Path; from musictag.datasets.manifest import Manifest; "
+              "from musictag.params import defaults; from musictag.features.shard_writer import write_shards; "
               "write_shards(Path(sys.argv[1]), Manifest.read(Path(sys.argv[2])), Path(sys.argv[3]), "
               "**defaults('shards', examples_per_shard=16))")
     for name in ("process1", "process2"):

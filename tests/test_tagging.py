@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import soundfile
 
-from musictag.catalogue import build_catalogue, read_songs
+from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
-from musictag.library import tag_files
+from musictag.inference.batch_tagging import tag_files
 from musictag.params import defaults
-from musictag.predictions import Predictions
-from musictag.recommend import RecommendIndex, song_vectors
-from musictag.tagging import Tagger, top_tags
+from musictag.inference.predictions import Predictions
+from musictag.inference.recommendation import RecommendIndex, song_vectors
+from musictag.inference.tagger import Tagger, top_tags
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):

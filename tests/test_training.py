@@ -13,7 +13,7 @@ from conftest import kill_9_when
 
 from musictag.errors import MusictagError
 from musictag.params import defaults
-from musictag.training import train
+from musictag.model.training import train
 
 # train()'s arguments after the folders, but epochs (each test sets its own): params.yaml's train section, quick
 FAST = {"model": "k2c1", "hyperparameters": {},
@@ -59,7 +59,7 @@ def test_a_retrain_with_the_same_seed_writes_the_same_bytes(tmp_path, tiny_shard
     summaries = []
     for name in ("a", "b"):
         out = tmp_path / name
-        script = (f"import json; from musictag.training import train; print(json.dumps(train({str(tiny_shards)!r}, "
+        script = (f"import json; from musictag.model.training import train; print(json.dumps(train({str(tiny_shards)!r}, "
                   f"{str(out / 'model')!r}, {str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=1, "
                   f"timing_csv={str(out / 'timing.csv')!r}, **{FAST!r})))")
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -80,7 +80,7 @@ def test_a_retrain_with_the_same_seed_writes_the_same_bytes(tmp_path, tiny_shard
 
 def test_kill_9_mid_run_then_rerun_continues_from_the_last_epoch(tmp_path, tiny_shards):
     out = tmp_path / "k"
-    script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
     kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
     finished = epochs_done(out / "recovery")
@@ -96,7 +96,7 @@ def test_kill_9_then_a_changed_configuration_starts_fresh_and_the_killed_one_sti
                                                                                           capsys):
     """The issue-17 scenario: state left by a killed run is never resumed by another configuration."""
     out = tmp_path / "k"
-    script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
     kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
     killed_state = sorted(p for p in (out / "recovery").iterdir() if p.is_dir())
@@ -144,9 +144,9 @@ def test_raising_epochs_continues_the_finished_run_as_if_it_had_run_longer(tmp_p
 def test_the_configuration_record_changes_with_what_shapes_training_only(tmp_path, tiny_shards):
     import shutil
 
-    from musictag.engines import ENGINES
-    from musictag.recovery import key_of
-    from musictag.training import configuration_record
+    from musictag.model.engines import ENGINES
+    from musictag.model.recovery import key_of
+    from musictag.model.training import configuration_record
 
     shaping = {"batch_size": 8, "learning_rate": 1e-3, "seed": 5}
     engine = ENGINES["tensorflow"]("default")
@@ -170,7 +170,7 @@ def test_the_configuration_record_changes_with_what_shapes_training_only(tmp_pat
 
 
 def test_one_configuration_trains_in_one_process_at_a_time(tmp_path):
-    from musictag.recovery import RecoveryState
+    from musictag.model.recovery import RecoveryState
 
     state = RecoveryState(tmp_path, {"model": "k2c1"})
     with state.held():
@@ -181,7 +181,7 @@ def test_one_configuration_trains_in_one_process_at_a_time(tmp_path):
 
 
 def test_state_whose_record_differs_under_the_same_key_is_removed(tmp_path, capsys):
-    from musictag.recovery import RECORD, RecoveryState
+    from musictag.model.recovery import RECORD, RecoveryState
 
     state = RecoveryState(tmp_path, {"model": "k2c1"})
     (state.directory / "backup").mkdir(parents=True)
@@ -208,7 +208,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_shards,
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt  # like kill -9: the backup of epoch 0 is on disk, the run is gone
 
-    from musictag import training
+    from musictag.model import training
     original_fit = keras.Model.fit
 
     def fit_then_die(self, *args, callbacks=(), **kwargs):
@@ -238,7 +238,7 @@ def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, t
     """Two processes on loopback, TF_CONFIG as on two machines: one epoch, gradients all-reduced."""
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     out, options = tmp_path / "mw", {**FAST, "strategy": "multi_worker"}
-    script = (f"from musictag.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=1, **{options!r})")
     workers = []
     for index in range(2):
@@ -264,7 +264,7 @@ def test_early_stopping_reads_the_whole_log(tmp_path):
     """The stop is decided from history.csv, so epochs logged before a resume count."""
     from types import SimpleNamespace
 
-    from musictag.training import StopWhenStalled
+    from musictag.model.training import StopWhenStalled
 
     log = tmp_path / "history.csv"
     callback = StopWhenStalled(log, patience=2)

@@ -31,7 +31,7 @@ import numpy as np
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
 from musictag.paths import resolve
-from musictag.predictions import Predictions
+from musictag.inference.predictions import Predictions
 
 FORMAT_VERSION = 3
 HNSW_EF_CONSTRUCTION = 80  # candidates while linking a song into the graph
@@ -403,7 +403,7 @@ def read_inputs(predictions, manifest):
     if isinstance(predictions, (str, os.PathLike)):
         predictions = Predictions.load(resolve(predictions))
     if isinstance(manifest, (str, os.PathLike)):
-        from musictag.manifest import Manifest
+        from musictag.datasets.manifest import Manifest
 
         manifest = Manifest.read(resolve(manifest))
     return predictions, manifest

@@ -38,7 +38,7 @@ from sklearn.metrics import (
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic, write_csv, write_json
-from musictag.predictions import Predictions
+from musictag.inference.predictions import Predictions
 
 DEFAULT_THRESHOLD = 0.5
 MAX_CURVE_ROWS = 500
@@ -418,7 +418,7 @@ def format_intervals(result: Mapping) -> str:
 
 def align_ground_truth(predictions: Predictions, manifest_path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Targets (n, n_tags) in the predictions' row and tag order, and the clips' rows of the manifest."""
-    from musictag.manifest import Manifest
+    from musictag.datasets.manifest import Manifest
 
     manifest = Manifest.read(Path(manifest_path))
     ids = predictions.ids
@@ -497,7 +497,7 @@ def evaluate(predictions_path: Path, manifest_path: Path, model_dir: Path, metri
     (micro-averaged curves), and into `plots_dir` per_tag_auc.png, training_curves.png, roc_pr.png,
     top_tags_table.png and top_tags.csv. `songs` names clip ids for the table; empty = pick `top_songs`.
     """
-    from musictag import plots
+    from musictag.evaluation import plots
 
     metrics_dir, plots_dir, model_dir = Path(metrics_dir), Path(plots_dir), Path(model_dir)
     predictions = Predictions.load(Path(predictions_path))

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from musictag.errors import MusictagError
 from musictag.files import replace_dir, write_atomic
-from musictag.manifest import Manifest, grouped_split
+from musictag.datasets.manifest import Manifest, grouped_split
 from musictag.paths import resolve
 
 ERAS = ["medieval", "renaissance", "baroque", "classical", "romantic", "folk"]

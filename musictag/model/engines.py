@@ -4,9 +4,9 @@ The models (Keras layers and `keras.ops`), the loop (`fit`), checkpoints, logs a
 the same on every backend; an engine supplies the rest: how batches reach `fit`, how several devices share
 the work, and the library versions a run records. ENGINES picks one by name.
 
-- tensorflow (the default): tf.data from the shards (musictag.records), tf.distribute strategies, and the
-  CPU speed-ups of musictag.tf_speed.
-- jax: the shards read with numpy alone (musictag.shard_reader: TensorFlow is never imported), several
+- tensorflow (the default): tf.data from the shards (musictag.features.shard_writer), tf.distribute strategies, and the
+  CPU speed-ups of musictag.model.onednn.
+- jax: the shards read with numpy alone (musictag.features.shard_reader: TensorFlow is never imported), several
   devices of one machine data-parallel through keras.distribution.
 
 Keras reads its backend once, when it is first imported: `select_backend` must run before that.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from musictag import shard_reader
+from musictag.features import shard_reader
 from musictag.errors import MusictagError
 
 
@@ -35,15 +35,15 @@ def require_backend(name: str) -> None:
     loaded = sys.modules.get("keras")
     if loaded is not None and loaded.backend.backend() != name:
         raise MusictagError(f"train.backend: {name} asked for, but Keras already runs on "
-                            f"{loaded.backend.backend()} in this process (musictag.engines.select_backend "
+                            f"{loaded.backend.backend()} in this process (musictag.model.engines.select_backend "
                             "must run before Keras is imported)")
 
 
 def prepare_backend() -> None:
     """What must happen before Keras (and so TensorFlow) loads: on the TensorFlow backend, switching on
-    oneDNN where it helps (musictag.tf_speed)."""
+    oneDNN where it helps (musictag.model.onednn)."""
     if "keras" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-        from musictag.tf_speed import switch_on_onednn
+        from musictag.model.onednn import switch_on_onednn
 
         switch_on_onednn()
 
@@ -99,7 +99,7 @@ class TensorFlowEngine:
     def fit_data(self, shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
                  epochs: int) -> dict:
         """`fit`'s data arguments: training epochs first_epoch.. (epoch e shuffled with seed + e), validation."""
-        from musictag.records import make_dataset
+        from musictag.features.shard_writer import make_dataset
 
         index = shard_reader.read_index(shards_dir)
         train = _epochs(lambda epoch: make_dataset(shards_dir, "train", batch_size, shuffle=True,
@@ -141,7 +141,7 @@ def prepare_multi_worker_fit(network, n_mels: int, n_frames: int, n_tags: int) -
 
 
 class JaxEngine:
-    """The shards read without TensorFlow (musictag.shard_reader); `mirrored` splits each batch over every
+    """The shards read without TensorFlow (musictag.features.shard_reader); `mirrored` splits each batch over every
     device of this machine (keras.distribution.DataParallel). A batch must then split evenly: the batch size
     is a multiple of the devices, and the last short batch of an epoch is cut to one (fewer examples than
     devices are left out of that epoch)."""

@@ -1,11 +1,11 @@
-"""Log-mel extraction for a whole catalogue: parallel, resumable, into the spectrogram store (musictag.store).
+"""Log-mel extraction for a whole catalogue: parallel, resumable, into the spectrogram store (musictag.features.spectrogram_store).
 
 Chunks are finished in a scratch directory beside the output that DVC does not delete,
 so a rerun after an interruption skips every chunk already written. Work runs on local processes
 or, for catalogues that outgrow one machine, on a Dask distributed cluster: both through one
 in-order `imap(function, jobs)`, so the two give identical arrays. Local workers write their rows
 straight into the chunk file (receiving half a megabyte a song in the parent cost ~14% of the
-songs/s on 2 cores) and are bounded in time and memory per song (musictag.pool); Dask workers, which
+songs/s on 2 cores) and are bounded in time and memory per song (musictag.audio.workers); Dask workers, which
 may not see this file system, send them back. A song that fails is listed in the index, not fatal.
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from musictag.audio import spectrogram_of, spectrogram_shape, warm_up
+from musictag.audio.decoding import spectrogram_of, spectrogram_shape, warm_up
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.paths import REPO_ROOT
-from musictag.pool import BoundedPool, Failure, in_order
-from musictag.store import INDEX_NAME, start_chunk, write_index, write_row
+from musictag.audio.workers import BoundedPool, Failure, in_order
+from musictag.features.spectrogram_store import INDEX_NAME, start_chunk, write_index, write_row
 
 FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from musictag.errors import MusictagError
 from musictag.paths import DATA_DIR
-from musictag.predictions import Predictions
+from musictag.inference.predictions import Predictions
 
 
 class Tagger:
@@ -47,8 +47,8 @@ class Tagger:
 
     def predict_shards(self, shards_dir: Path, splits=("train", "valid", "test"), batch_size: int = 32) -> Predictions:
         """Every example of the shards' splits, in the same order on every machine and backend (the shards
-        read by musictag.shard_reader, a fixed number at a time, ahead of the model)."""
-        from musictag.shard_reader import epoch_batches, prefetched, read_index
+        read by musictag.features.shard_reader, a fixed number at a time, ahead of the model)."""
+        from musictag.features.shard_reader import epoch_batches, prefetched, read_index
 
         index = read_index(shards_dir)
         ids, split_names, probabilities, embeddings = [], [], [], []
@@ -74,12 +74,12 @@ class Tagger:
         """Tag probabilities (n_tags,) of one audio file of any length.
 
         A file longer than one input window is cut into consecutive windows of `duration_s`
-        (the last one zero-padded) and their predictions are averaged. Decoded by musictag.audio, as
+        (the last one zero-padded) and their predictions are averaged. Decoded by musictag.audio.decoding, as
         the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
         """
-        from musictag.library import window_spectrograms
+        from musictag.inference.batch_tagging import window_spectrograms
         from musictag.params import load_params
-        from musictag.pool import Failure
+        from musictag.audio.workers import Failure
 
         clean = load_params("clean")  # a file is usable by the clean stage's rules
         spectrograms = window_spectrograms(str(path), self.config["front_end"], "all", clean["min_duration_s"],

@@ -7,7 +7,7 @@ long track (an MP3 from its start to the window's end, the only faithful way lib
 decodes 16-bit FLAC with dr_flac (same samples, faster than libsndfile) and skips librosa's per-call
 set-up. `check_audio` tells the clean stage whether a file
 can be used, and if not, why, in a fixed vocabulary (`REJECT_REASONS`); `check_many` runs it over a
-catalogue with every file bounded in time and memory (musictag.pool), so one hostile file costs
+catalogue with every file bounded in time and memory (musictag.audio.workers), so one hostile file costs
 itself only.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from musictag.errors import MusictagError
 from musictag.files import first_line
-from musictag.pool import FAILURE_REASONS, BoundedPool, Failure
+from musictag.audio.workers import FAILURE_REASONS, BoundedPool, Failure
 
 # Extra audio read on each side of the window so that the resampler's edge transient falls
 # outside it. soxr 'HQ' agrees with a whole-file resample to float32 rounding (<= 4e-7) from
@@ -215,7 +215,7 @@ def _source(path: str | Path) -> Iterator[_FlacSource | _SoundfileSource | _Audi
             yield source
     except _DECODE_ERRORS as err:
         raise MusictagError(f"{path}: cannot decode audio ({first_line(err)}); "
-                            "musictag.audio.check_audio says why") from None
+                            "musictag.audio.decoding.check_audio says why") from None
 
 
 def spectrogram_of(path: str | Path, sample_rate_hz: int, duration_s: float, **log_mel_params) -> np.ndarray:
@@ -224,7 +224,7 @@ def spectrogram_of(path: str | Path, sample_rate_hz: int, duration_s: float, **l
     try:
         return _finite_log_mels(window[np.newaxis], sample_rate_hz, **log_mel_params)[0]
     except MusictagError as err:  # check_audio rejects the files that do this
-        raise MusictagError(f"{path}: {err}; musictag.audio.check_audio says why") from None
+        raise MusictagError(f"{path}: {err}; musictag.audio.decoding.check_audio says why") from None
 
 
 def _finite_log_mels(windows: np.ndarray, sample_rate_hz: int, **log_mel_params) -> np.ndarray:

@@ -6,13 +6,14 @@ stopping, an exact resume after a crash, and per-epoch dvclive logs that `dvc pl
 Beside the weights it saves the model's config and training log, so a `.keras` file is never
 separated from how it was made.
 
-A run works inside its configuration's crash-recovery folder (musictag.recovery, outside DVC's
+A run works inside its configuration's crash-recovery folder (musictag.model.recovery, outside DVC's
 outputs): Keras BackupAndRestore state, the model files and the dvclive logs all grow there, and move
 to the outputs only when the run completes. So a killed run leaves the previous outputs as they
 were, and its rerun resumes only if nothing its result depends on changed.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from musictag.engines import ENGINES, prepare_backend, require_backend
+from musictag.model.engines import ENGINES, prepare_backend, require_backend
 
 prepare_backend()  # before Keras loads: it reads its backend, and TensorFlow its oneDNN switch, only then
 
@@ -29,12 +30,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from musictag.files import replace_dir, write_atomic  # noqa: E402
-from musictag.models import build_model, with_speed_ups  # noqa: E402
-from musictag.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
-from musictag.shard_reader import read_index  # noqa: E402
+from musictag.model.architectures import build_model, with_speed_ups  # noqa: E402
+from musictag.model.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
+from musictag.features.shard_reader import read_index  # noqa: E402
 
 MIXED_PRECISION = {False: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}  # train.mixed_precision
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
+CODE_MODULES = ("musictag.model.architectures", "musictag.model.onednn", "musictag.features.shard_writer",
+                "musictag.features.shard_reader", "musictag.model.engines", "musictag.model.training")
+"""The modules a run's weights depend on, hashed by file (not imported: the shard writer loads TensorFlow)."""
 TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
 
@@ -158,9 +162,7 @@ def configuration_record(shards_dir: Path, model: str, hyperparameters: dict, sh
     the params in `shaping` (all of `train` but the epoch count and the early-stopping patience, which
     only decide where a run stops, so raising `train.epochs` continues a run), the code of the model,
     input and training modules, and the Keras backend with its version."""
-    here = Path(__file__).parent  # by path: importing records would load TensorFlow on every backend
-    code = {name: digest_file(here / f"{name}.py")
-            for name in ("models", "tf_speed", "records", "shard_reader", "engines", "training")}
+    code = {name: digest_file(Path(importlib.util.find_spec(name).origin)) for name in CODE_MODULES}
     return {"shards": digest_tree(shards_dir), "model": model, "hyperparameters": hyperparameters,
             "train": shaping, "code": code,
             "backend": {"name": keras.backend.backend(), "keras": keras.__version__, **engine.versions()}}

@@ -49,7 +49,7 @@ def convolution(layer: layers.Conv2D, plain_op, inputs, kernel):
       bands, one input channel) is the 1x4 convolution of the bands folded into channels: the same sums,
       but forward and backward take 0.05 s a step at batch 16 on TensorFlow instead of 0.1 s (TF's default
       kernels) or 0.4 s (oneDNN's input gradient), and 0.04 s instead of 4 s at batch 8 on JAX's CPU build.
-    - On TensorFlow, the kernel gradient as matmuls where musictag.tf_speed says it pays (a CPU).
+    - On TensorFlow, the kernel gradient as matmuls where musictag.model.onednn says it pays (a CPU).
     """
     ops = keras.ops
     (kh, kw), (height, width, channels) = layer.kernel_size, tuple(inputs.shape[1:])
@@ -60,7 +60,7 @@ def convolution(layer: layers.Conv2D, plain_op, inputs, kernel):
         kernel = ops.reshape(ops.transpose(kernel, (1, 0, 2, 3)), (1, kw, height * channels, layer.filters))
         kh = 1
     if keras.backend.backend() == "tensorflow":
-        from musictag import tf_speed
+        from musictag.model import onednn as tf_speed
 
         output_bytes = inputs.shape[1] * inputs.shape[2] * layer.filters * 4  # per example, at most; float32
         if tf_speed.applies(kh * kw, output_bytes):
@@ -77,10 +77,10 @@ def batch_normalization(axis: int, name: str) -> layers.BatchNormalization:
 
 def normalization(layer: layers.BatchNormalization, plain_call, inputs, training=None, mask=None):
     """layer.call(inputs, training, mask); in training on TensorFlow, over the channels of a 4-D tensor, as
-    musictag.tf_speed.batch_norm: Keras' own is a dozen separate ops, each a pass over the tensor, which cost k2c2
+    musictag.model.onednn.batch_norm: Keras' own is a dozen separate ops, each a pass over the tensor, which cost k2c2
     ~1.7 s of a 3.1 s step at batch 16 on a CPU."""
     if training and mask is None and keras.backend.backend() == "tensorflow":
-        from musictag import tf_speed
+        from musictag.model import onednn as tf_speed
 
         if tf_speed.batch_norm_applies(layer, inputs):
             return tf_speed.batch_norm(layer, inputs)

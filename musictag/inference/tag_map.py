@@ -7,7 +7,7 @@ their predicted tag probabilities. Two outputs:
   tags get colours, the rest are grey), with a legend; like figure 4.10.
 * map.html: one self-contained page (inline CSS, JS and data; no network): hover a point for its
   artist, title and top 3 tags; search by artist or title; click a point to play its clip and list
-  its nearest songs on the map (exact cosine neighbours from musictag.recommend), themselves
+  its nearest songs on the map (exact cosine neighbours from musictag.inference.recommendation), themselves
   clickable. Clips are linked by a URL relative to the page, or embedded as MP3 data URIs when the
   map has at most `embed_audio_max_songs` songs, so the page then works on its own anywhere.
 
@@ -218,13 +218,13 @@ def page_json(payload: dict) -> str:
 
 
 def _asset(name: str) -> str:
-    """The page's HTML template, stylesheet or script, package data in musictag/assets/ (edited as what
+    """The page's HTML template, stylesheet or script, package data in musictag/inference/assets/ (edited as what
     they are, with a browser's tools, rather than as Python strings)."""
-    return importlib.resources.files("musictag").joinpath("assets", name).read_text(encoding="utf-8")
+    return importlib.resources.files("musictag.inference").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def write_html(path: Path, payload: dict, title: str) -> None:
-    """The self-contained interactive page (musictag/assets/tsne_map.*) around `payload`."""
+    """The self-contained interactive page (musictag/inference/assets/tsne_map.*) around `payload`."""
     page = (_asset("tsne_map.html").replace("__TITLE__", html.escape(title))
             .replace("__STYLE__", _asset("tsne_map.css")).replace("__SCRIPT__", _asset("tsne_map.js"))
             .replace("__DATA__", page_json(payload)))
@@ -236,10 +236,10 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
               embed_audio_max_songs: int, n_jobs: int, n_iter: int) -> dict:
     """Write out_dir/map.png and out_dir/map.html for the songs of `split`; a summary for metrics/.
 
-    `predictions` (musictag.predictions.Predictions, or the path of its .npz) gives the songs' predicted
-    tags; `manifest` (musictag.manifest.Manifest, or its CSV path) their artist, title and audio.
+    `predictions` (musictag.inference.predictions.Predictions, or the path of its .npz) gives the songs' predicted
+    tags; `manifest` (musictag.datasets.manifest.Manifest, or its CSV path) their artist, title and audio.
     """
-    from musictag.recommend import RecommendIndex, read_inputs
+    from musictag.inference.recommendation import RecommendIndex, read_inputs
 
     predictions, manifest = read_inputs(predictions, manifest)
     out_dir = resolve(out_dir)

@@ -1,7 +1,7 @@
 """Paper mode's statistics: the dissertation's chapter 4 over every (architecture, seed) run, compared with intervals.
 
 `paper/dvc.yaml` trains each pair of `paper.architectures` x `paper.seeds` into `data/paper/runs/<run>/`
-(stages/paper_run.py, musictag.paper_runs), then `compare` reads them all; musictag.paper_report draws them.
+(stages/paper_run.py, musictag.evaluation.paper.runs), then `compare` reads them all; musictag.evaluation.paper.report draws them.
 Statistics follow the seed (section 4.2.1): a two-sided Student-t interval over the seeds of one architecture,
 never pooled across architectures. A score bounded by 0 and 1 (ROC-AUC, AP, accuracy) gets its interval on
 the logit scale, mapped back, so it stays inside (0, 1) however few the seeds (`interval`). For each pair of
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from musictag.categories import dissertation_facts
+from musictag.datasets.categories import dissertation_facts
 from musictag.errors import MusictagError
-from musictag.metrics import align_ground_truth, confidence_interval, tag_metrics
-from musictag.paper_runs import ACCURACY_PREDICTIONS, MODEL_DIR, PREDICTIONS, TIMING, run_name
-from musictag.predictions import Predictions
-from musictag.tsne_map import all_alike
+from musictag.evaluation.scores import align_ground_truth, confidence_interval, tag_metrics
+from musictag.evaluation.paper.runs import ACCURACY_PREDICTIONS, MODEL_DIR, PREDICTIONS, TIMING, run_name
+from musictag.inference.predictions import Predictions
+from musictag.inference.tag_map import all_alike
 
 HEADLINES = {"roc_auc_macro": ("roc_auc", "macro"), "roc_auc_micro": ("roc_auc", "micro"),
              "pr_auc_macro": ("pr_auc", "macro"), "pr_auc_micro": ("pr_auc", "micro"),
@@ -47,7 +47,7 @@ class Run:
     p: np.ndarray
     clips: pd.DataFrame
     tag_names: list[str]
-    timing: pd.DataFrame  # per epoch: train_time_s, epoch_time_s, examples_per_s (musictag.training.Throughput)
+    timing: pd.DataFrame  # per epoch: train_time_s, epoch_time_s, examples_per_s (musictag.model.training.Throughput)
     history: pd.DataFrame  # per epoch: loss, val_auc, ... (Keras' history.csv)
     config: dict
     p_accuracy: np.ndarray | None = None

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from musictag.audio import REJECT_REASONS, check_many
+from musictag.audio.decoding import REJECT_REASONS, check_many
 from musictag.files import write_csv
-from musictag.manifest import SPLITS, Manifest
+from musictag.datasets.manifest import SPLITS, Manifest
 from musictag.paths import resolve
 
 

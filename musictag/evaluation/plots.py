@@ -1,8 +1,8 @@
 """PNG figures of the evaluation (dissertation figures 4.2, 4.7-4.9 and table 4.3); paper mode's are in
-musictag.paper_figures.
+musictag.evaluation.paper.figures.
 
 Matplotlib's object API with the Agg canvas: no pyplot state, no display needed. Each function draws
-one figure and saves it as PNG to `path` (the caller chooses the name; `musictag.metrics.evaluate` writes
+one figure and saves it as PNG to `path` (the caller chooses the name; `musictag.evaluation.scores.evaluate` writes
 to a temporary file and renames it).
 """
 from __future__ import annotations

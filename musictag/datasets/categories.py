@@ -30,7 +30,7 @@ def _msd(tag_names: Sequence[str], options: dict) -> dict[str, str]:
 
 
 def _embedded(tag_names: Sequence[str], options: dict) -> dict[str, str]:
-    from musictag import corpus
+    from musictag.datasets import corpus
 
     families = {"era": corpus.ERAS, "form": corpus.FORMS, "dance": corpus.DANCES, "origin": corpus.ORIGINS,
                 "mode": corpus.MODES, "meter": corpus.METERS, "tempo": corpus.TEMPI, "texture": corpus.TEXTURES,

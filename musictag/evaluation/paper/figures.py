@@ -1,8 +1,8 @@
 """Paper mode's figures (dissertation figures 4.2-4.12) over architectures x seeds, as PNG.
 
-Matplotlib's object API with the Agg canvas, as musictag.plots; each function draws one figure into `path` (a
+Matplotlib's object API with the Agg canvas, as musictag.evaluation.plots; each function draws one figure into `path` (a
 file or a buffer). An architecture keeps its colour in every figure (`colour_of`). Intervals come from
-musictag.paper as (low, high), so error bars are drawn asymmetric and stay inside [0, 1].
+musictag.evaluation.paper.statistics as (low, high), so error bars are drawn asymmetric and stay inside [0, 1].
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musictag.plots import new_figure, save_png
-from musictag.tsne_map import OTHER_COLOUR, PALETTE
+from musictag.evaluation.plots import new_figure, save_png
+from musictag.inference.tag_map import OTHER_COLOUR, PALETTE
 
 ARCH_COLOURS = {"k2c1": "#1f77b4", "k1c2": "#2ca02c", "k2c2": "#d62728", "crnn": "#9467bd", "short_resnet": "#8c564b"}
 PUBLISHED_COLOUR = "#7f7f7f"

@@ -1,5 +1,5 @@
 """Paper mode's report: one self-contained HTML page (figures inline as PNG) with chapter 4's tables and figures,
-each beside the dissertation's own, from musictag.paper's comparison.
+each beside the dissertation's own, from musictag.evaluation.paper.statistics's comparison.
 
 What the page must never do is pass off weak evidence as the dissertation's: a banner at the top says whenever
 the runs fall short of the seed's recipe (fewer epochs, runs stopped at the cap, another dataset, runs that
@@ -18,13 +18,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musictag import paper_figures
-from musictag.categories import dissertation_facts
+from musictag.evaluation.paper import figures as paper_figures
+from musictag.datasets.categories import dissertation_facts
 from musictag.files import write_atomic
-from musictag.metrics import pick_songs, top_tags_rows
-from musictag.paper import HEADLINES, Run, seed_claims
-from musictag.paper_runs import run_name
-from musictag.tsne_map import all_alike
+from musictag.evaluation.scores import pick_songs, top_tags_rows
+from musictag.evaluation.paper.statistics import HEADLINES, Run, seed_claims
+from musictag.evaluation.paper.runs import run_name
+from musictag.inference.tag_map import all_alike
 
 MSD_TRAINING_CLIPS = 201_680  # Choi et al.'s training split, which the seed's epoch times are for
 MIN_MAP_SONGS = 10  # fewer test songs make no t-SNE map (and openTSNE's affinities degenerate)
@@ -43,7 +43,7 @@ def _png(draw) -> str:
 
 
 def _cell(value: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
-    """mean [low, high] of an interval dict (musictag.paper.interval), or the mean alone."""
+    """mean [low, high] of an interval dict (musictag.evaluation.paper.statistics.interval), or the mean alone."""
     if value is None or value.get("mean") is None or not np.isfinite(value["mean"]):
         return ""
     text = f"{value['mean'] * scale:.{digits}f}{unit}"
@@ -319,7 +319,7 @@ def clusters(coordinates: np.ndarray, labels: Sequence[str], seed: int) -> np.nd
 
 def _map_sections(run: Run, name: str, tsne_options: dict, top_k: int, facts: dict) -> str:
     """Figures 4.10-4.11 (the t-SNE map with artist names), 4.12 (a close-up of one cluster) and table 4.4."""
-    from musictag.tsne_map import embed
+    from musictag.inference.tag_map import embed
 
     probabilities = run.p
     coordinates, _ = embed(probabilities, **{key: tsne_options[key] for key in

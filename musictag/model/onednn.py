@@ -1,6 +1,6 @@
 """TensorFlow's speed-ups for the CNNs on a CPU, in one place, and when each engages.
 
-The models stay plain Keras layers (musictag.models.conv2d, which calls in here on the TensorFlow backend): same
+The models stay plain Keras layers (musictag.model.architectures.conv2d, which calls in here on the TensorFlow backend): same
 weights, same saved `.keras` file, same values (tests/test_models.py compares values and gradients with Keras'
 own); only TensorFlow's ops change.
 benchmarks/train_speed.py and torch_k2c2.py measure them, --profile shows the ops.

@@ -3,7 +3,7 @@
 The manifest is a CSV with one row per clip: `id, audio_path, split, artist, title`, then one 0/1
 column per tag named `tag:<name>`, in the dataset's tag order. Everything downstream (clean,
 spectrograms, shards, training) reads only this file, so a new dataset needs only an adapter
-(musictag.datasets) that returns a Manifest.
+(musictag.datasets.adapters) that returns a Manifest.
 """
 from __future__ import annotations
 

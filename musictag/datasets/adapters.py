@@ -1,4 +1,4 @@
-"""Dataset adapters: every catalogue becomes one canonical manifest (musictag.manifest).
+"""Dataset adapters: every catalogue becomes one canonical manifest (musictag.datasets.manifest).
 
 Each adapter reads its dataset's own tag and split files; `DATASETS` is the registry `data.source` picks
 from. A missing or malformed file stops with one line naming it (musictag.files.reading).
@@ -18,12 +18,12 @@ import pandas as pd
 
 from musictag.errors import MusictagError
 from musictag.files import reading
-from musictag.manifest import BASE_COLUMNS, SPLITS, Manifest, grouped_split
+from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest, grouped_split
 
 
 def build_embedded(**options) -> Manifest:
-    """The default catalogue: real scores from music21's corpus rendered to audio (musictag.corpus)."""
-    from musictag.corpus import build_corpus  # music21 is slow to import; only this adapter needs it
+    """The default catalogue: real scores from music21's corpus rendered to audio (musictag.datasets.corpus)."""
+    from musictag.datasets.corpus import build_corpus  # music21 is slow to import; only this adapter needs it
 
     return build_corpus(**options)
 

@@ -1,6 +1,6 @@
 """Reading the TFRecord shards without TensorFlow: the input pipeline of the other Keras backends (JAX).
 
-musictag.records writes the shards (and feeds TensorFlow through tf.data); this module reads the same
+musictag.features.shard_writer writes the shards (and feeds TensorFlow through tf.data); this module reads the same
 files with numpy, protobuf and crc32c alone, so a machine with JAX but no TensorFlow trains from them.
 It keeps what the tf.data path guarantees: every epoch holds each example once and ends with a short
 batch; with `shuffle`, the shard order and a `shuffle_buffer` of examples are reshuffled every epoch from

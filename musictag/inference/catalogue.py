@@ -3,7 +3,7 @@
 `source: training` (the default) is the pipeline's own songs with the `predict` stage's outputs. Any
 other source is audio the model may never have heard: every audio file under a folder (`folder`), or
 the clips of a dataset adapter (`msd`, `mtat`, `mtg-jamendo`, with their `data.*` params), tagged by
-the trained model through musictag.library (the pipeline's front end; the middle 29.12 s window, as
+the trained model through musictag.inference.batch_tagging (the pipeline's front end; the middle 29.12 s window, as
 the model was trained, or all windows averaged).
 
 Tagging is incremental. The stage's output folder is `persist`ed, so DVC leaves the last run's results in
@@ -13,7 +13,7 @@ rerun tags only files whose MD5 it has not seen, as long as the model file, the 
 tagged is remembered the same way, and not retried until its bytes change.
 
 Output folder (`songs.csv` row i is row i of `songs.npz`):
-- songs.npz: musictag.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
+- songs.npz: musictag.inference.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
 - songs.csv: id, audio_path, artist, title, md5
 - failed.csv: id, audio_path, md5, reason, detail
 - tagging.json: the fingerprint, and the counts of the last run
@@ -32,7 +32,7 @@ import pandas as pd
 from musictag.errors import MusictagError
 from musictag.files import replace_dir
 from musictag.paths import resolve
-from musictag.predictions import Predictions
+from musictag.inference.predictions import Predictions
 
 SONG_COLUMNS = ["id", "audio_path", "artist", "title", "md5"]
 FAILED_COLUMNS = ["id", "audio_path", "md5", "reason", "detail"]
@@ -42,7 +42,7 @@ CATALOGUE_SPLIT = "catalogue"
 def folder_songs(audio_dir: Path) -> pd.DataFrame:
     """Every audio file under `audio_dir`, recursively: id = its path relative to the folder, title =
     its file name without extension, artist = the folder it lies in (empty at the top level)."""
-    from musictag.library import find_audio
+    from musictag.inference.batch_tagging import find_audio
 
     if not audio_dir.is_dir():
         raise MusictagError(f"catalogue.audio_dir: {audio_dir} is not a folder")
@@ -57,7 +57,7 @@ def folder_songs(audio_dir: Path) -> pd.DataFrame:
 def adapter_songs(source: str, options: dict, audio_dir: Path) -> pd.DataFrame:
     """Every clip of a dataset adapter, all splits. `audio_dir` must be the adapter's own audio folder:
     it is the folder that DVC watches for this stage."""
-    from musictag.datasets import build_manifest
+    from musictag.datasets.adapters import build_manifest
 
     if resolve(options.get("audio_dir", "")) != audio_dir:
         raise MusictagError(f"catalogue.audio_dir: with source {source}, set it to data.{source}.audio_dir "
@@ -118,9 +118,9 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
 def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows: str, timeout_s: float,
                memory_limit_mb: float, file_checks: dict):
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
-    from musictag.library import tag_files
-    from musictag.pool import Failure
-    from musictag.tagging import Tagger
+    from musictag.inference.batch_tagging import tag_files
+    from musictag.audio.workers import Failure
+    from musictag.inference.tagger import Tagger
 
     tagger = Tagger(model_dir)
     state = {"source": "audio", "fingerprint": fingerprint(model_dir, windows), "windows": windows}

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
-from musictag.manifest import SPLITS, Manifest
-from musictag.shard_reader import INDEX_NAME, check_positive, read_index, split_entry, steps_per_epoch
-from musictag.store import SpectrogramStore
+from musictag.datasets.manifest import SPLITS, Manifest
+from musictag.features.shard_reader import INDEX_NAME, check_positive, read_index, split_entry, steps_per_epoch
+from musictag.features.spectrogram_store import SpectrogramStore
 
 SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
 FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24

@@ -1,6 +1,6 @@
 """Tagging a library: every audio file under some folders, with a trained model, one bad file costing itself.
 
-Files are checked and decoded in bounded workers (musictag.pool) while the parent runs the model, so
+Files are checked and decoded in bounded workers (musictag.audio.workers) while the parent runs the model, so
 decoding and inference overlap; each file is decoded once (the check keeps its audio), and windows of
 several files are predicted in one batch. Each file is
 either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musictag.errors import MusictagError
-from musictag.pool import BoundedPool, Failure, stderr_to_devnull
+from musictag.audio.workers import BoundedPool, Failure, stderr_to_devnull
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
 _MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # None: the system's temporary folder
@@ -45,7 +45,7 @@ class TaggedFile:
 def find_audio(paths: Iterable[str | Path]) -> list[str]:
     """The files named, and every audio file (by extension) under the folders named, recursively,
     sorted; a path that does not exist stays in the list, for its reason to be reported."""
-    from musictag.audio import AUDIO_EXTENSIONS
+    from musictag.audio.decoding import AUDIO_EXTENSIONS
 
     found = []
     for path in map(Path, paths):
@@ -59,7 +59,7 @@ def find_audio(paths: Iterable[str | Path]) -> list[str]:
 def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
               silence_dbfs: float, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
     """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
-    on a terminal. A Failure's reason is a key of musictag.audio.REJECT_REASONS: files are judged by the
+    on a terminal. A Failure's reason is a key of musictag.audio.decoding.REJECT_REASONS: files are judged by the
     clean stage's `min_duration_s` and `silence_dbfs`, each decoded within `timeout_s` and
     `memory_limit_mb` by one of `workers` processes (0 = all cores)."""
     front_end = tagger.config["front_end"]
@@ -69,7 +69,7 @@ def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_l
     # filterbank's, which loads numba) alone took ~0.8 s of every worker's first spectrogram.
     with tempfile.TemporaryDirectory(prefix="musictag-tag-", dir=_MEMORY_DIR) as hand_over_dir, \
             BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
-                        preload=["musictag.audio", "librosa.filters"]) as pool, \
+                        preload=["musictag.audio.decoding", "librosa.filters"]) as pool, \
             tqdm(total=len(paths), unit="file", desc="tag", disable=None, file=sys.stderr) as progress:
         decode = functools.partial(_spectrograms_to_file, hand_over_dir=hand_over_dir, front_end=front_end,
                                    windows=windows, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
@@ -129,7 +129,7 @@ def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s
     n_mels, n_frames), or a Failure saying why it cannot be tagged. The middle window alone is decoded
     alone (check_window); all windows decode the whole file once, for the check and the windows
     (check_audio keeps it, resampled as it decodes)."""
-    from musictag.audio import REJECT_REASONS, check_audio, check_window, song_spectrograms
+    from musictag.audio.decoding import REJECT_REASONS, check_audio, check_window, song_spectrograms
     from musictag.files import first_line
 
     if windows == "middle":
