@@ -20,7 +20,7 @@ DISSERTATION = Path(__file__).with_name("dissertation.json")
 
 
 def dissertation_facts() -> dict:
-    """The seed dissertation's figures the report sets beside ours (musictag/dissertation.json)."""
+    """The seed dissertation's figures the report sets beside ours (musictag/datasets/dissertation.json)."""
     return json.loads(DISSERTATION.read_text())
 
 
