@@ -3,7 +3,7 @@
     python benchmarks/recommend_latency.py                      # 240,000 songs x 50 tags
     python benchmarks/recommend_latency.py --songs 20000 --skip-sklearn
 
-Builds seeded tagger-like tag probabilities (musictag.inference.recommendation.synthetic_probabilities), then
+Builds seeded tagger-like tag probabilities (tests/songs.py's synthetic_probabilities), then
 times single `similar(id, k=10)` queries (median and p95 ms) for: exact numpy brute force, the
 index's faiss HNSW graph (IndexHNSWFlat, M 16) at several ef_search, faiss's inverted file
 (IndexIVFFlat, 2 sqrt(n) cells) at several n_probe for comparison, brute force on a catalogue cut to the
@@ -13,13 +13,18 @@ come at once. Recall@k is measured against the exact neighbours. Goal: <= 0.15 m
 recall@10 >= 0.99. The machine is shared, so run everything in one go and compare rows side by side.
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from musictag.params import defaults
-from musictag.inference.predictions import Predictions
-from musictag.inference.recommendation import RecommendIndex, _one_thread, synthetic_probabilities
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/songs.py: tagger-like probabilities
+from songs import synthetic_probabilities  # noqa: E402
+
+from musictag.params import defaults  # noqa: E402
+from musictag.inference.predictions import Predictions  # noqa: E402
+from musictag.inference.recommendation import RecommendIndex, _one_thread  # noqa: E402
 
 RECOMMEND = defaults("recommend")  # params.yaml's: the index the pipeline builds
 

@@ -4,7 +4,7 @@ import json
 from musictag.errors import run_main
 from musictag.datasets.manifest import Manifest
 from musictag.params import load_params
-from musictag.paths import DATA_DIR, resolve
+from musictag.paths import DATA_DIR, REPO_ROOT
 from musictag.features.extraction import extract
 
 
@@ -13,7 +13,8 @@ def main() -> None:
     manifest = Manifest.read(DATA_DIR / "clean.csv")
     summary = extract(
         ids=list(manifest.clips["id"]),
-        audio_paths=[str(resolve(p)) for p in manifest.clips["audio_path"]],  # workers may run elsewhere
+        audio_paths=list(manifest.clips["audio_path"]),
+        audio_root=REPO_ROOT,
         out_dir=DATA_DIR / "spectrograms",
         front_end=params["front_end"],
         chunk_size=params["chunk_size"],

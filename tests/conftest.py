@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from musictag.model.engines import select_backend
 from musictag.params import defaults
+
+select_backend("tensorflow")  # as the stage scripts do, before any test imports Keras
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -124,3 +127,8 @@ def browser():
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def tree_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file of a folder (not recursive) by name: two outputs compared byte for byte."""
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}

@@ -7,7 +7,17 @@ import soundfile
 
 from musictag.datasets.manifest import Manifest
 from musictag.inference.predictions import Predictions
-from musictag.inference.recommendation import synthetic_probabilities
+
+
+def synthetic_probabilities(n_songs: int, n_tags: int = 50, n_styles: int = 12, seed: int = 0) -> np.ndarray:
+    """Tag probabilities shaped like a tagger's: each song a sparse Dirichlet mix of `n_styles`
+    hidden styles, each style raising some tags' logits, plus per-tag noise, through a sigmoid."""
+    rng = np.random.default_rng(seed)
+    mix = rng.dirichlet(np.full(n_styles, 0.3), size=n_songs)
+    style_logits = rng.normal(0.0, 3.0, size=(n_styles, n_tags))
+    logits = mix @ style_logits - 2.0 + rng.normal(0.0, 0.7, size=(n_songs, n_tags))
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
 
 NASTY = '</script><script>alert(1)</script> & "q" <!-- $x$'
 

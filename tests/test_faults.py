@@ -6,10 +6,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FRONT_END, kill_9_when, write_store
+from conftest import FRONT_END, kill_9_when, tree_bytes, write_store
 from dvc_repo import DvcRepo
-from test_audio import BAD_FILES, write
-from test_records import tree_bytes
+from audio_files import BAD_FILES, write
 
 from musictag.datasets.manifest import Manifest
 from musictag.params import defaults

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
-from test_queued_experiments import build_shards_repo
+from dvc_repo import build_shards_repo
 
 from musictag.datasets.categories import tag_categories
 from musictag.errors import MusictagError

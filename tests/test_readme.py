@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import REPO_ROOT
 from dvc_repo import DvcRepo
-from test_audio import music
+from audio_files import music
 
 README = REPO_ROOT / "README.md"
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")

@@ -5,8 +5,10 @@ import pytest
 
 from musictag.errors import MusictagError
 from musictag.datasets.manifest import Manifest
+from songs import synthetic_probabilities
+
 from musictag.params import defaults
-from musictag.inference.recommendation import RecommendIndex, build_recommendations, retrieval_metrics, synthetic_probabilities
+from musictag.inference.recommendation import RecommendIndex, build_recommendations, retrieval_metrics
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import write_store
+from conftest import tree_bytes, write_store
 
 from musictag.errors import MusictagError
 from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest
@@ -64,10 +64,6 @@ def records_in(path: Path, compression: str) -> list[bytes]:
 def shard_ids(path: Path, compression: str) -> list[str]:
     return [tf.train.Example.FromString(record).features.feature["id"].bytes_list.value[0].decode()
             for record in records_in(path, compression)]
-
-
-def tree_bytes(directory: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])

@@ -1,6 +1,8 @@
 """Catalogue-wide log-mel extraction: few large files, resumable, identical on processes and Dask."""
 import io
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from musictag.features import extraction as spectrograms
 from musictag.audio.decoding import spectrogram_of
 from musictag.errors import MusictagError
 from musictag.params import defaults
-from musictag.paths import REPO_ROOT
+
 from musictag.features.extraction import _chunk_name, extract
 from musictag.features.spectrogram_store import SpectrogramStore
 
@@ -123,13 +125,21 @@ def test_an_unreachable_scheduler_names_the_param(tmp_path, songs):
                 **{**SPECTROGRAMS, "executor": "dask", "scheduler_address": "tcp://127.0.0.1:1"})
 
 
-def test_chunk_names_do_not_depend_on_where_the_repository_lies():
-    """The same files named from another clone give the same chunk names, hence the same DVC hash."""
-    relative = ["data/corpus/a.flac", "data/corpus/b.flac"]
-    absolute = [str(REPO_ROOT / path) for path in relative]
-    assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) == _chunk_name(0, ["a", "b"], relative, FRONT_END)
-    assert _chunk_name(0, ["a", "b"], absolute, FRONT_END) != _chunk_name(0, ["a", "b"], ["/x/a.flac", "/x/b.flac"],
-                                                                           FRONT_END)
+def test_the_store_does_not_depend_on_where_the_audio_lies(tmp_path, songs):
+    """The manifest's relative paths taken from two clones' roots give the same files, byte for byte, hence
+    the same DVC hash on every machine."""
+    ids, paths = songs
+    relative = [f"audio/{Path(path).name}" for path in paths]
+    for clone in ("a", "b"):
+        (tmp_path / clone / "audio").mkdir(parents=True)
+        for path in paths:
+            shutil.copy(path, tmp_path / clone / "audio")
+        extract(ids, relative, tmp_path / clone / "store", FRONT_END, **{**SPECTROGRAMS, "workers": 1},
+                audio_root=tmp_path / clone)
+    names = sorted(p.name for p in (tmp_path / "a" / "store").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b" / "store").iterdir())
+    assert all((tmp_path / "a" / "store" / n).read_bytes() == (tmp_path / "b" / "store" / n).read_bytes() for n in names)
+    assert _chunk_name(0, ids, relative, FRONT_END) != _chunk_name(0, ids, [f"/x/{p}" for p in relative], FRONT_END)
 
 
 def test_a_song_that_fails_is_listed_and_the_rest_are_stored(tmp_path, songs, monkeypatch):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from musictag.errors import MusictagError
-from musictag.paths import resolve
 
 OTHER = "other"
 DISSERTATION = Path(__file__).with_name("dissertation.json")
@@ -45,7 +44,7 @@ def _jamendo(tag_names: Sequence[str], options: dict) -> dict[str, str]:
 
 def _folder(tag_names: Sequence[str], options: dict) -> dict[str, str]:
     """Categories from the tags CSV's `category_column` (default `categories`), if it has one."""
-    path = resolve(options["tags_csv"])
+    path = Path(options["tags_csv"]).expanduser()
     tag_column, column = options.get("tag_column", "tags"), options.get("category_column", "categories")
     found: dict[str, str] = {}
     try:

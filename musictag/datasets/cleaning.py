@@ -8,7 +8,6 @@ import pandas as pd
 from musictag.audio.decoding import REJECT_REASONS, check_many
 from musictag.files import write_csv
 from musictag.datasets.manifest import SPLITS, Manifest
-from musictag.paths import resolve
 
 
 def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, reasons_path: Path,
@@ -20,7 +19,7 @@ def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, rea
     Returns the headline counts for metrics: checked, kept, rejected, rejected per split.
     """
     manifest = Manifest.read(manifest_path)
-    checks = check_many([resolve(p) for p in manifest.clips["audio_path"]], workers=workers, timeout_s=timeout_s,
+    checks = check_many([Path(p) for p in manifest.clips["audio_path"]], workers=workers, timeout_s=timeout_s,
                         memory_limit_mb=memory_limit_mb, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
     usable = [c.ok for c in checks]
     kept = Manifest(manifest.clips[usable], manifest.tag_names, manifest.targets[usable])

@@ -36,7 +36,6 @@ from tqdm import tqdm
 from musictag.errors import MusictagError
 from musictag.files import replace_dir, write_atomic
 from musictag.datasets.manifest import Manifest, grouped_split
-from musictag.paths import resolve
 
 ERAS = ["medieval", "renaissance", "baroque", "classical", "romantic", "folk"]
 FORMS = ["chorale", "mass", "madrigal", "fiddle tune", "folk song", "air", "string quartet"]
@@ -435,7 +434,7 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
     if n_clips > len(works):
         raise MusictagError(f"{PARAM}.n_clips: at most {len(works)} works are available, got {n_clips}")
 
-    final_dir = resolve(audio_dir)
+    final_dir = Path(audio_dir).expanduser()
     staging_dir = final_dir.with_name(final_dir.name + ".partial")
     shutil.rmtree(staging_dir, ignore_errors=True)
     staging_dir.mkdir(parents=True)

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from musictag.audio.decoding import spectrogram_of, spectrogram_shape, warm_up
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
-from musictag.paths import REPO_ROOT
 from musictag.audio.workers import BoundedPool, Failure, in_order
 from musictag.features.spectrogram_store import INDEX_NAME, start_chunk, write_index, write_row
 
@@ -83,29 +82,24 @@ class _Row:
     tmp: Path | None
     offset: int
     song_id: str
-    audio_path: str
+    audio_path: str  # as the manifest lists it
+    audio_root: str  # where a relative audio_path starts, on the worker
     last: bool
 
 
 def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -> str:
     """A chunk's file name carries a digest of what it holds, so stale scratch work is never reused.
-    Paths inside the repository enter it relative to the root: the store of a clone elsewhere, or of
-    another machine, has the same names and so the same DVC hash."""
-    portable = [_portable(path) for path in paths]
-    digest = hashlib.sha256(json.dumps([ids, portable, front_end], sort_keys=True).encode()).hexdigest()[:12]
+    Paths enter it as the manifest lists them (relative to `audio_root`): the store of a clone elsewhere,
+    or of another machine, has the same names and so the same DVC hash."""
+    digest = hashlib.sha256(json.dumps([ids, paths, front_end], sort_keys=True).encode()).hexdigest()[:12]
     return f"chunk-{index:05d}-{digest}.npy"
-
-
-def _portable(path: str) -> str:
-    """`path` relative to the repository root if it lies inside, else as given."""
-    return str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_relative_to(REPO_ROOT) else str(path)
 
 
 def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.ndarray | Failure | None:
     """One song's spectrogram, written into the chunk when `row.tmp` is given, else returned; a song
     no decoder can read is a Failure (clean kept it, so its damage lies past what clean decodes)."""
     try:
-        spectrogram = spectrogram_of(row.audio_path, **front_end)
+        spectrogram = spectrogram_of(os.path.join(row.audio_root, row.audio_path), **front_end)
     except MusictagError as err:
         return Failure("undecodable", first_line(err))
     if row.tmp is None:
@@ -115,8 +109,13 @@ def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.n
 
 
 def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: dict, chunk_size: int, executor: str,
-            workers: int, scheduler_address: str, timeout_s: float, memory_limit_mb: float) -> dict:
+            workers: int, scheduler_address: str, timeout_s: float, memory_limit_mb: float,
+            audio_root: str | Path = "") -> dict:
     """Compute `spectrogram_of(path, **front_end)` for every song and write the store to `out_dir`.
+
+    `audio_paths` are the manifest's; a relative one is taken from `audio_root` (give it absolute where
+    workers may run in another folder or on another machine that mounts the same files), by default
+    from the current directory.
 
     A song that fails (undecodable, or over `timeout_s` or `memory_limit_mb` on local workers) keeps
     a zero row whose id is null in the index, and is listed under the index's "failed"; the run goes
@@ -152,7 +151,8 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
             chunk_ids, chunk_paths = ids[start:start + chunk_size], audio_paths[start:start + chunk_size]
             offsets = start_chunk(tmp, len(chunk_paths), row_shape)
             for i, (song_id, path, offset) in enumerate(zip(chunk_ids, chunk_paths, offsets)):
-                yield _Row(name, tmp if workers_write else None, offset, song_id, path, i == len(offsets) - 1)
+                yield _Row(name, tmp if workers_write else None, offset, song_id, path, str(audio_root),
+                           i == len(offsets) - 1)
 
     compute = partial(_compute_row, front_end=front_end, row_shape=row_shape)
     failed = []  # this run's failures of the chunk being finished
@@ -161,7 +161,7 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
                 tqdm(total=len(ids), initial=resumed_songs, unit="song", desc="log-mel") as progress:
             for row, outcome in pool.imap(compute, rows()):
                 if isinstance(outcome, Failure):
-                    failed.append({"id": row.song_id, "audio_path": _portable(row.audio_path),
+                    failed.append({"id": row.song_id, "audio_path": row.audio_path,
                                    "reason": outcome.reason, "detail": outcome.detail})
                     progress.write(outcome.message(row.audio_path) + "; skipped")
                 elif outcome is not None:

@@ -31,7 +31,6 @@ import pandas as pd
 
 from musictag.errors import MusictagError
 from musictag.files import replace_dir
-from musictag.paths import resolve
 from musictag.inference.predictions import Predictions
 
 SONG_COLUMNS = ["id", "audio_path", "artist", "title", "md5"]
@@ -59,7 +58,7 @@ def adapter_songs(source: str, options: dict, audio_dir: Path) -> pd.DataFrame:
     it is the folder that DVC watches for this stage."""
     from musictag.datasets.adapters import build_manifest
 
-    if resolve(options.get("audio_dir", "")) != audio_dir:
+    if Path(options.get("audio_dir", "")).expanduser() != audio_dir:
         raise MusictagError(f"catalogue.audio_dir: with source {source}, set it to data.{source}.audio_dir "
                             f"({options.get('audio_dir')}), so that DVC reruns the stage when files are added")
     clips = build_manifest(source, options).clips
@@ -89,7 +88,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
     """Write the catalogue of `source` to `out_dir` (see the module docstring) and return its counts:
     songs, tagged in this run, reused from the last one, and failed. `data_params` is params.yaml's data
     section (an adapter source's options), `file_checks` the clean stage's min_duration_s and silence_dbfs."""
-    out_dir = resolve(out_dir)
+    out_dir = Path(out_dir)
     if source == "training":
         predictions = Predictions.load(predictions_path)
         clips = pd.read_csv(clean_csv, dtype=str, keep_default_na=False).set_index("id")
@@ -99,7 +98,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
         failed = pd.DataFrame(columns=FAILED_COLUMNS)
         state = {"source": source}
     else:
-        audio_dir = resolve(audio_dir)
+        audio_dir = Path(audio_dir).expanduser()
         songs = (folder_songs(audio_dir) if source == "folder"
                  else adapter_songs(source, data_params[source], audio_dir))
         predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model_dir, windows, timeout_s,

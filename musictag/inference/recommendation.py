@@ -8,15 +8,13 @@ Distance is cosine distance, 1 - cos, in [0, 2].
 Search is exact brute force (one float32 matrix-vector product, then argpartition) while the
 catalogue has at most `exact_max_songs` songs. Above that it is faiss's HNSW graph (IndexHNSWFlat,
 inner product on the unit vectors, `hnsw_m` links a song), searched with a candidate list of
-`ef_search`, each candidate scored exactly. On a 240k-song, 50-tag synthetic catalogue, M 16 and
-ef_search 48 answer in 0.12 ms a query at recall@10 0.992 (64: 0.14 ms at 0.996), where faiss's inverted
-file needs 0.17 ms for 0.996 and brute force 3.6 ms (benchmarks/recommend_latency.py prints all three).
+`ef_search`, each candidate scored exactly; it answers in a fraction of brute force's time at a
+recall@10 just under 1 (docs/performance.md; benchmarks/recommend_latency.py).
 The graph is built on one thread: a parallel build inserts songs in a racing order, and the index
 file (a DVC output) must come out the same bytes every time.
 
 Single queries run on one thread (BLAS and faiss's OpenMP): for one small product a second thread
-only adds hand-off cost, and on a shared two-core machine it raised the p95 of a 16k-row product
-from 0.2 to 12 ms.
+only adds hand-off cost and latency spikes on a shared machine.
 """
 from __future__ import annotations
 
@@ -30,7 +28,6 @@ import numpy as np
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
-from musictag.paths import resolve
 from musictag.inference.predictions import Predictions
 
 FORMAT_VERSION = 3
@@ -401,11 +398,11 @@ def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, feat
 def read_inputs(predictions, manifest):
     """Predictions and Manifest as given, or read from their file paths."""
     if isinstance(predictions, (str, os.PathLike)):
-        predictions = Predictions.load(resolve(predictions))
+        predictions = Predictions.load(Path(predictions))
     if isinstance(manifest, (str, os.PathLike)):
         from musictag.datasets.manifest import Manifest
 
-        manifest = Manifest.read(resolve(manifest))
+        manifest = Manifest.read(Path(manifest))
     return predictions, manifest
 
 
@@ -419,20 +416,8 @@ def build_recommendations(predictions, manifest, index_path, *, catalogue, featu
     catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]
     index = RecommendIndex.build(catalogue, features=features, exact_max_songs=exact_max_songs, hnsw_m=hnsw_m,
                                  ef_search=ef_search)
-    index.save(resolve(index_path))
+    index.save(Path(index_path))
     metrics = retrieval_metrics(predictions, manifest, k=k, split=split, seed=seed, features=features)
     metrics["index"] = {"n_songs": len(index), "exact": index.exact, "dimensions": int(index.vectors.shape[1])}
     return metrics
 
-
-# --- synthetic catalogues for benchmarks and tests --------------------------------------------------
-
-
-def synthetic_probabilities(n_songs: int, n_tags: int = 50, n_styles: int = 12, seed: int = 0) -> np.ndarray:
-    """Tag probabilities shaped like a tagger's: each song a sparse Dirichlet mix of `n_styles`
-    hidden styles, each style raising some tags' logits, plus per-tag noise, through a sigmoid."""
-    rng = np.random.default_rng(seed)
-    mix = rng.dirichlet(np.full(n_styles, 0.3), size=n_songs)
-    style_logits = rng.normal(0.0, 3.0, size=(n_styles, n_tags))
-    logits = mix @ style_logits - 2.0 + rng.normal(0.0, 0.7, size=(n_songs, n_tags))
-    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

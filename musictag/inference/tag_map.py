@@ -33,7 +33,6 @@ import numpy as np
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic, write_text
-from musictag.paths import resolve
 
 # Tableau 10 without its grey (grey means "other tag"), then three darker tones.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
@@ -189,7 +188,7 @@ def plot_png(coordinates, colouring: Colouring, path: Path, title: str) -> None:
 def audio_source(audio_path: str | Path, page_dir: Path, embed_audio: bool) -> str:
     """What an <audio> element on a page in `page_dir` plays for a clip: a relative URL to the file,
     or an MP3 data URI (a browser-playable file as it is, if the clip cannot be encoded to MP3)."""
-    path = resolve(audio_path)
+    path = Path(audio_path)
     if not embed_audio:
         relative = os.path.relpath(path, page_dir)
         return urllib.parse.quote(relative.replace(os.sep, "/"))
@@ -242,7 +241,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
     from musictag.inference.recommendation import RecommendIndex, read_inputs
 
     predictions, manifest = read_inputs(predictions, manifest)
-    out_dir = resolve(out_dir)
+    out_dir = Path(out_dir)
     rows = select_rows(predictions.splits, split, max_songs, seed)
     ids = np.asarray(predictions.ids).astype(str)[rows]
     probabilities = np.asarray(predictions.probabilities, dtype=np.float32)[rows]
@@ -306,6 +305,6 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
         "neighbourhood_kept_at_10": round(neighbourhood_kept(probabilities, coordinates, 10, seed=seed), 4),
         "tsne_seconds": round(tsne_seconds, 1),
         "audio": "embedded" if embed_audio else "linked",
-        "missing_audio": int(sum(not resolve(a).is_file() for a in clips["audio_path"].tolist())),
+        "missing_audio": int(sum(not Path(a).is_file() for a in clips["audio_path"].tolist())),
         "coloured_tags": [tag for tag, _, _ in colouring.legend],
     }

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from musictag.errors import MusictagError
-from musictag.paths import DATA_DIR
 from musictag.inference.predictions import Predictions
 
 
 class Tagger:
     """A trained model with its config; one forward pass gives probabilities and embeddings."""
 
-    def __init__(self, model_dir: Path = DATA_DIR / "model", checkpoint: str = "best.keras"):
+    def __init__(self, model_dir: str | Path, checkpoint: str = "best.keras"):
         self.model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
         if not self.model_path.exists():
             raise MusictagError(f"{self.model_path}: no trained model (run `dvc repro train`)")
@@ -70,29 +69,30 @@ class Tagger:
         return Predictions(np.array(ids), np.array(split_names), np.concatenate(probabilities),
                            np.concatenate(embeddings), self.tag_names)
 
-    def tag_file(self, path: str | Path) -> np.ndarray:
+    def tag_file(self, path: str | Path, *, min_duration_s: float, silence_dbfs: float) -> np.ndarray:
         """Tag probabilities (n_tags,) of one audio file of any length.
 
-        A file longer than one input window is cut into consecutive windows of `duration_s`
-        (the last one zero-padded) and their predictions are averaged. Decoded by musictag.audio.decoding, as
+        A file longer than one input window is cut into consecutive windows of `duration_s` (the last one
+        zero-padded) and their predictions are averaged. The file must be usable by the clean stage's rules
+        with these settings (params.yaml's clean section in the pipeline): one that is shorter than
+        `min_duration_s`, or quieter than `silence_dbfs` throughout, is a one-line MusictagError. Decoded as
         the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
         """
-        from musictag.inference.batch_tagging import window_spectrograms
-        from musictag.params import load_params
         from musictag.audio.workers import Failure
+        from musictag.inference.batch_tagging import window_spectrograms
 
-        clean = load_params("clean")  # a file is usable by the clean stage's rules
-        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all", clean["min_duration_s"],
-                                           clean["silence_dbfs"])
+        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all", min_duration_s, silence_dbfs)
         if isinstance(spectrograms, Failure):
             raise MusictagError(spectrograms.message(path))
         probabilities, _ = self.predict_batches([spectrograms[..., np.newaxis]])
         return probabilities.mean(axis=0)
 
 
-def top_tags(path: str | Path, k: int = 5, model_dir: Path = DATA_DIR / "model") -> list[tuple[str, float]]:
-    """The one-call API: the `k` most likely tags of an audio file, with their probabilities."""
+def top_tags(path: str | Path, model_dir: str | Path, k: int = 5, *, min_duration_s: float,
+             silence_dbfs: float) -> list[tuple[str, float]]:
+    """The one-call API: the `k` most likely tags of an audio file, with their probabilities, from the model
+    trained into `model_dir` (the pipeline's: `data/model`); the file checks as in `Tagger.tag_file`."""
     tagger = Tagger(model_dir)
-    probabilities = tagger.tag_file(path)
+    probabilities = tagger.tag_file(path, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
     order = np.argsort(probabilities)[::-1][:k]
     return [(tagger.tag_names[i], float(probabilities[i])) for i in order]
