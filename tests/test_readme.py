@@ -1,4 +1,6 @@
-"""The README as a test: every command its code blocks show runs as printed, on a fresh copy, with no venv on PATH.
+"""The README as a test: every command its code blocks show runs as printed, on a fresh copy, with no venv on PATH;
+every param it and docs/performance.md name exists, every link between them resolves, and the numbers stay in
+docs/performance.md, each with the machine and date it was measured on.
 
 The copy gets a small real pipeline (`dvc repro` on 40 short clips of a folder catalogue) and a `.venv` of
 its own (the suite's installed packages, the copy's musictag, the console scripts and musictag/venv-path.pth,
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 from conftest import REPO_ROOT
 from dvc_repo import DvcRepo
 from audio_files import music
 
 README = REPO_ROOT / "README.md"
+PERFORMANCE = REPO_ROOT / "docs" / "performance.md"
+MANUALS = (README, PERFORMANCE)
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
 NO_VENV_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -37,6 +42,64 @@ def readme_commands(text: str) -> list[str]:
 def song_ids(commands: list[str]) -> list[str]:
     """Catalogue ids the commands name (`similar ID`, `--seed ID`): the test catalogue must hold them."""
     return sorted({m for c in commands for m in re.findall(r"(?:similar|--seed)\s+([\w.-]+)", c)})
+
+
+def named_params(text: str) -> set[str]:
+    """Dotted params the text names: `-S key=value` overrides, and `section.key` in backticks (alone or
+    followed by `:` or `=`) where `section` is a top-level section of params.yaml."""
+    sections = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    names = set(re.findall(r"-S ([\w.-]+)=", text))
+    for quoted in re.findall(r"`([^`\s:=]+)(?:[:=][^`]*)?`", text):
+        if re.fullmatch(r"[\w-]+(\.[\w-]+)+", quoted) and quoted.split(".")[0] in sections:
+            names.add(quoted)
+    return names
+
+
+def has_param(name: str) -> bool:
+    node = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for key in name.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for the text's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("manual", MANUALS, ids=lambda path: path.name)
+def test_every_param_named_is_in_params_yaml(manual):
+    named = named_params(manual.read_text())
+    assert named, manual
+    assert [name for name in sorted(named) if not has_param(name)] == []
+
+
+@pytest.mark.parametrize("manual", MANUALS, ids=lambda path: path.name)
+def test_every_link_and_script_named_exists(manual):
+    text = manual.read_text()
+    for target, anchor in re.findall(r"\]\((?!https?:)([^)#]*)(?:#([^)]*))?\)", text):
+        linked = (manual.parent / target).resolve() if target else manual
+        assert linked.is_file(), f"{manual.name}: link to {target}"
+        assert not anchor or anchor in heading_anchors(linked.read_text()), f"{manual.name}: {target}#{anchor}"
+    scripts = set(re.findall(r"benchmarks/\w+\.py", text))
+    assert [s for s in sorted(scripts) if not (REPO_ROOT / s).is_file()] == []
+
+
+def test_measurements_live_in_docs_performance_with_their_machine_and_date():
+    """The README is a manual: a speed or timing figure belongs in docs/performance.md, where each measured
+    item names the machine it ran on (one of its Machines table, or says it was not named) and its date."""
+    figure = r"\d[\d.,]*\s*(examples/s|songs/s|tracks/s|clips/s|ms\b|GFLOP|GB/s|x faster|x slower)"
+    assert re.findall(figure, README.read_text()) == []
+    text = PERFORMANCE.read_text()
+    machines = re.findall(r"^\| \*\*([^*]+)\*\* \|", text, flags=re.M)
+    items = re.findall(r"^- \*\*.*?(?=^- \*\*|^#|\Z)", text, flags=re.M | re.S)
+    assert machines and len(items) > 10
+    for item in (" ".join(item.split()) for item in items):
+        assert any(m in item for m in machines) or "machine not named" in item, item[:80]
+        assert re.search(r"recorded 20\d\d-\d\d-\d\d", item), item[:80]
 
 
 def install_venv(repo_path: Path) -> None:
