@@ -8,8 +8,8 @@
 `speed` times steady-state training steps (forward + backward + Adam, the train function `fit` runs; one
 warm-up step first) for each architecture under each TensorFlow configuration:
   before  TensorFlow's own defaults (oneDNN off on a CPU without AVX-512) and plain keras Conv2D gradients
-  after   TF_ENABLE_ONEDNN_OPTS=1 and musictag.model.architectures as it is (matmul kernel gradients, see models.conv2d;
-          batch norm's sums as matmuls, see tf_speed.batch_norm)
+  after   TF_ENABLE_ONEDNN_OPTS=1 and the models accelerated as training does (matmul kernel gradients, see
+          musictag.model.acceleration; batch norm's sums as matmuls, see onednn.batch_norm)
   after-bf16   `after` under Keras' mixed_bfloat16 policy (bfloat16 compute, float32 weights): a CPU with
           AVX512_BF16 or AMX runs its matmuls in half precision; the printed loss shows what it does to training
   after-keras-bn, after-fused-bn   `after` with Keras' own BatchNormalization, or with TensorFlow's fused
@@ -153,26 +153,25 @@ def tf_worker(spec: dict) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from musictag.model import architectures as models
-
-    from musictag.model import onednn as tf_speed
+    from musictag.model import acceleration, onednn
+    from musictag.model.architectures import build_model
 
     if spec.get("inter_op"):
         tf.config.threading.set_inter_op_parallelism_threads(spec["inter_op"])
     if spec.get("intra_op"):
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op"])
-    if spec["conv"] == "plain":  # the layers as keras makes them, TF's own Conv2DBackpropFilter
-        models.conv2d = lambda filters, kernel, padding, name: keras.layers.Conv2D(filters, kernel,
-                                                                                   padding=padding, name=name)
+    if spec["conv"] == "plain":  # the convolutions as keras computes them, TF's own Conv2DBackpropFilter
+        acceleration.convolution = lambda layer, plain_op, inputs, kernel: plain_op(inputs, kernel)
     if spec.get("bn") == "plain":  # Keras' own BatchNormalization in training, not musictag.model.onednn.batch_norm
-        models.batch_normalization = lambda axis, name: keras.layers.BatchNormalization(axis=axis, name=name)
+        acceleration.normalization = lambda layer, plain_call, inputs, **options: plain_call(inputs, **options)
     if spec.get("bn") == "fused":  # TensorFlow's FusedBatchNormV3 (oneDNN's), as a GPU run takes cuDNN's
-        tf_speed.normalize_by_matmul = tf_speed.normalize_fused
+        onednn.normalize_by_matmul = onednn.normalize_fused
     batch = np.load(spec["batch"])
     x, y = batch["x"], batch["y"]
     keras.mixed_precision.set_global_policy(spec.get("policy", "float32"))
     keras.utils.set_random_seed(2018)
-    model = models.build_model(spec["arch"], n_tags=y.shape[1], n_mels=x.shape[1], n_frames=x.shape[2])
+    model = acceleration.accelerate(build_model(spec["arch"], n_tags=y.shape[1], n_mels=x.shape[1],
+                                                n_frames=x.shape[2]))
     model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8),
                   loss=keras.losses.BinaryCrossentropy(), jit_compile=bool(spec.get("jit")))
     for _ in range(spec.get("warmup", 1)):
@@ -230,7 +229,7 @@ def profile_tf_step(model, x, y, top: int = 15) -> list[str]:
                 seconds = event.duration_ps / 1e12
                 layer = re.search(r"(?:^|/)((?:unit|block)\d+_[a-z]+\d?|input_norm|dense\w*|output|gru\d)", name)
                 where = layer.group(1) if layer else "optimizer/other"
-                backward = "gradient_tape" in name or "_grad/" in name  # _grad/: models.conv2d's own gradient
+                backward = "gradient_tape" in name or "_grad/" in name  # _grad/: acceleration's own gradient
                 by_layer[("backward " if backward else "forward  ") + where] += seconds
                 by_op[name] += seconds
     lines = [f"one step: {wall_s:.2f} s wall, {sum(by_op.values()):.2f} s summed op time"]
@@ -375,11 +374,14 @@ def run_batch_norm(args) -> None:
 
 def run_pipeline(args) -> None:
     """k2c1 epochs of --steps batches: from make_dataset over the shards vs from the same batches in RAM."""
+    from musictag.model.engines import select_backend
+
+    select_backend("tensorflow")  # first: it switches oneDNN on, as the train stage does
     import keras
     import numpy as np
     import tensorflow as tf
 
-    import musictag.model.training  # noqa: F401  (first: it switches oneDNN on, as in the train stage)
+    from musictag.model.acceleration import accelerate
     from musictag.model.architectures import build_model
     from musictag.features.shard_writer import make_dataset
     from musictag.features.shard_reader import read_index
@@ -397,7 +399,7 @@ def run_pipeline(args) -> None:
           f"({index['spectrogram_dtype']}, compression '{index['compression']}') vs the same "
           f"{args.steps} batches in RAM ({sum(x.nbytes for x, _ in cached) / 2**20:.0f} MiB)", flush=True)
     keras.utils.set_random_seed(2018)
-    model = build_model(args.arch, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames)
+    model = accelerate(build_model(args.arch, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames))
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-8), loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.AUC(multi_label=True, num_labels=n_tags, name="auc")])
 
@@ -457,7 +459,7 @@ def main() -> None:
     speed.add_argument("--sequential", action="store_true",
                        help="run the configurations one after the other, not side by side (short_resnet at batch "
                             "16 peaks at ~12 GB with TF's defaults, over 15 GB with oneDNN)")
-    batch_norm = sub.add_parser("batchnorm", help="batch norm alone: TF's fused op vs tf_speed's matmul sums")
+    batch_norm = sub.add_parser("batchnorm", help="batch norm alone: TF's fused op vs onednn's matmul sums")
     batch_norm.add_argument("--rounds", type=int, default=5)
     batch_norm.add_argument("--batch-size", type=int, default=16)
     pipeline = sub.add_parser("pipeline", help="make_dataset vs in-RAM epoch time")

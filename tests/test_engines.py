@@ -119,8 +119,6 @@ FIRST_EPOCH = """
     import keras
     import numpy as np
     from musictag.features import shard_reader
-    from musictag.model.engines import ENGINES
-    ENGINES[keras.backend.backend()]("default")  # as training sets the backend up
     batches = list(shard_reader.epoch_batches({shards!r}, "train", 8))
     losses = {{}}
     for learning_rate in {learning_rates!r}:
@@ -190,3 +188,13 @@ def test_a_backend_other_than_keras_own_fails_before_any_work(tmp_path, tiny_sha
     options = defaults("train", epochs=1, batch_size=8, backend="jax")  # this process runs Keras on TensorFlow
     with pytest.raises(MusictagError, match="train.backend"):
         train(tiny_shards, tmp_path / "m", tmp_path / "r", tmp_path / "l", model="k2c1", hyperparameters={}, **options)
+
+
+def test_importing_training_leaves_the_process_as_it_was():
+    """No import-time side effects: only select_backend (an entry point's first call) sets the oneDNN switch."""
+    script = ("import json, os; env = dict(os.environ); import musictag.model.training; "
+              "print(json.dumps(dict(os.environ) == env))")
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) is True

@@ -19,6 +19,8 @@ from musictag.model.training import train
 FAST = {"model": "k2c1", "hyperparameters": {},
         **defaults("train", batch_size=8, learning_rate=1e-3, shuffle_buffer=32, seed=5)}
 del FAST["epochs"]
+TRAIN_IMPORT = ("from musictag.model.engines import select_backend; select_backend('tensorflow'); "
+                "from musictag.model.training import train; ")  # a subprocess's start, as the train stage's
 
 
 def epochs_done(recovery_root) -> int:
@@ -59,7 +61,7 @@ def test_a_retrain_with_the_same_seed_writes_the_same_bytes(tmp_path, tiny_shard
     summaries = []
     for name in ("a", "b"):
         out = tmp_path / name
-        script = (f"import json; from musictag.model.training import train; print(json.dumps(train({str(tiny_shards)!r}, "
+        script = (f"import json; {TRAIN_IMPORT}print(json.dumps(train({str(tiny_shards)!r}, "
                   f"{str(out / 'model')!r}, {str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=1, "
                   f"timing_csv={str(out / 'timing.csv')!r}, **{FAST!r})))")
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -80,7 +82,7 @@ def test_a_retrain_with_the_same_seed_writes_the_same_bytes(tmp_path, tiny_shard
 
 def test_kill_9_mid_run_then_rerun_continues_from_the_last_epoch(tmp_path, tiny_shards):
     out = tmp_path / "k"
-    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"{TRAIN_IMPORT} train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
     kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
     finished = epochs_done(out / "recovery")
@@ -96,7 +98,7 @@ def test_kill_9_then_a_changed_configuration_starts_fresh_and_the_killed_one_sti
                                                                                           capsys):
     """The issue-17 scenario: state left by a killed run is never resumed by another configuration."""
     out = tmp_path / "k"
-    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"{TRAIN_IMPORT} train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=4, **{FAST!r})")
     kill_9_when(script, lambda: epochs_done(out / "recovery") >= 1)
     killed_state = sorted(p for p in (out / "recovery").iterdir() if p.is_dir())
@@ -238,7 +240,7 @@ def test_multi_worker_strategy_trains_one_model_on_two_local_workers(tmp_path, t
     """Two processes on loopback, TF_CONFIG as on two machines: one epoch, gradients all-reduced."""
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     out, options = tmp_path / "mw", {**FAST, "strategy": "multi_worker"}
-    script = (f"from musictag.model.training import train; train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
+    script = (f"{TRAIN_IMPORT} train({str(tiny_shards)!r}, {str(out / 'model')!r}, "
               f"{str(out / 'recovery')!r}, {str(out / 'live')!r}, epochs=1, **{options!r})")
     workers = []
     for index in range(2):

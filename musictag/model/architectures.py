@@ -3,11 +3,11 @@
 Every model maps a log-mel spectrogram batch (batch, n_mels, n_frames, 1) to tag probabilities
 (batch, n_tags) through sigmoid outputs, and names its penultimate layer "embedding" so predictions
 and embeddings come from one forward pass. No `tf.` call appears here, so the same model runs under
-the JAX or PyTorch backend. Pick one by name from MODELS.
+the JAX or PyTorch backend. The layers are plain Keras ones; training speeds them up from outside
+(musictag.model.acceleration). Pick one by name from MODELS.
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import keras
@@ -16,88 +16,17 @@ from keras import layers
 from musictag.errors import MusictagError
 
 
-def conv2d(filters: int, kernel, padding: str, name: str) -> layers.Conv2D:
-    """A plain keras.layers.Conv2D (stride 1) that computes the same thing faster (`convolution`): same weights,
-    config and values on every backend, so a saved model is a standard Keras model that loads anywhere."""
-    return speed_up(layers.Conv2D(filters, kernel, padding=padding, name=name))
-
-
-def speed_up(layer: keras.Layer) -> keras.Layer:
-    """`layer` computing faster where this module knows how: a stride-1 channels_last Conv2D through
-    `convolution`, a BatchNormalization through `normalization`; any other layer as it is. The builders call it
-    on their layers; `with_speed_ups` on a model loaded from a .keras file, whose layers Keras made plain."""
-    if (isinstance(layer, layers.Conv2D) and layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
-            and layer.groups == 1 and layer.data_format == "channels_last"
-            and not isinstance(layer.convolution_op, functools.partial)):
-        layer.convolution_op = functools.partial(convolution, layer, layer.convolution_op)
-    elif isinstance(layer, layers.BatchNormalization) and not isinstance(layer.call, functools.partial):
-        layer.call = functools.partial(normalization, layer, layer.call)
-    return layer
-
-
-def with_speed_ups(model: keras.Model) -> keras.Model:
-    """`model`, loaded from a .keras file to train on (a finished run continued), with every layer `speed_up`."""
-    for layer in model.layers:
-        speed_up(layer)
-    return model
-
-
-def convolution(layer: layers.Conv2D, plain_op, inputs, kernel):
-    """layer.convolution_op(inputs, kernel) for a stride-1 channels_last Conv2D, two ways faster:
-
-    - Folding, every backend: a 'valid' kernel as tall as its input (k2c1's unit1: 96x4 over the 96 mel
-      bands, one input channel) is the 1x4 convolution of the bands folded into channels: the same sums,
-      but forward and backward take 0.05 s a step at batch 16 on TensorFlow instead of 0.1 s (TF's default
-      kernels) or 0.4 s (oneDNN's input gradient), and 0.04 s instead of 4 s at batch 8 on JAX's CPU build.
-    - On TensorFlow, the kernel gradient as matmuls where musictag.model.onednn says it pays (a CPU).
-    """
-    ops = keras.ops
-    (kh, kw), (height, width, channels) = layer.kernel_size, tuple(inputs.shape[1:])
-    if None in (height, width, channels):  # the folding and the taps need static sizes
-        return plain_op(inputs, kernel)
-    if layer.padding == "valid" and kh == height > 1:  # (b, h, w, c) * (h, kw, c, o) -> (b, 1, w, h*c) * (1, kw, h*c, o)
-        inputs = ops.reshape(ops.transpose(inputs, (0, 2, 1, 3)), (-1, 1, width, height * channels))
-        kernel = ops.reshape(ops.transpose(kernel, (1, 0, 2, 3)), (1, kw, height * channels, layer.filters))
-        kh = 1
-    if keras.backend.backend() == "tensorflow":
-        from musictag.model import onednn as tf_speed
-
-        output_bytes = inputs.shape[1] * inputs.shape[2] * layer.filters * 4  # per example, at most; float32
-        if tf_speed.applies(kh * kw, output_bytes):
-            return tf_speed.conv_with_matmul_kernel_gradient(inputs, ops.copy(kernel), (kh, kw), layer.padding,
-                                                             layer.name)
-    return ops.conv(inputs, kernel, strides=1, padding=layer.padding)
-
-
-def batch_normalization(axis: int, name: str) -> layers.BatchNormalization:
-    """A plain keras.layers.BatchNormalization that trains faster on TensorFlow (`normalization`):
-    same weights, config and values, so a saved model is a standard Keras model."""
-    return speed_up(layers.BatchNormalization(axis=axis, name=name))
-
-
-def normalization(layer: layers.BatchNormalization, plain_call, inputs, training=None, mask=None):
-    """layer.call(inputs, training, mask); in training on TensorFlow, over the channels of a 4-D tensor, as
-    musictag.model.onednn.batch_norm: Keras' own is a dozen separate ops, each a pass over the tensor, which cost k2c2
-    ~1.7 s of a 3.1 s step at batch 16 on a CPU."""
-    if training and mask is None and keras.backend.backend() == "tensorflow":
-        from musictag.model import onednn as tf_speed
-
-        if tf_speed.batch_norm_applies(layer, inputs):
-            return tf_speed.batch_norm(layer, inputs)
-    return plain_call(inputs, training=training, mask=mask)
-
-
 def input_normalization(inputs, name: str = "input_norm"):
     """Batch-normalise each mel band (Choi et al.'s code normalises the input along frequency)."""
-    return batch_normalization(axis=1, name=name)(inputs)
+    return layers.BatchNormalization(axis=1, name=name)(inputs)
 
 
 def conv_unit(x, filters: int, kernel: tuple[int, int], pool: tuple[int, int] | None, padding: str,
               batch_norm: bool, name: str):
     """Dissertation section 3.2.2: convolution -> batch norm -> ELU -> max pooling."""
-    x = conv2d(filters, kernel, padding, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, kernel, padding=padding, name=f"{name}_conv")(x)
     if batch_norm:
-        x = batch_normalization(axis=-1, name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(axis=-1, name=f"{name}_bn")(x)
     x = layers.Activation("elu", name=f"{name}_elu")(x)
     if pool is not None:
         x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
@@ -117,7 +46,7 @@ def build_k2c1(n_tags: int, n_mels: int, n_frames: int, widths=(152, 152, 152, 3
 
     ConvUnit1 learns (n_mels x 4) kernels that fold the whole band into one row (ELU, no pooling);
     ConvUnits 2-5 convolve 1x4 along time, each pooled 1x4; all convolutions are 'valid'.
-    Then two dense ELU layers of `dense_units`. About 1.08M parameters with the defaults.
+    Then two dense ELU layers of `dense_units`. About 1.28M parameters with the defaults.
     Shapes: (b, 96, 1366, 1) -> (b, 1, 1363, 152) -> ... -> (b, 1, 4, 304) -> (b, 1216) -> (b, n_tags).
     """
     inputs = keras.Input((n_mels, n_frames, 1), name="logmel")
@@ -186,34 +115,40 @@ def build_crnn(n_tags: int, n_mels: int, n_frames: int, widths=(96, 192, 192, 19
 
 
 def residual_block(x, filters: int, name: str):
-    """Won et al.'s short-chunk ResNet block: two 3x3 conv + BN, a projected shortcut, ReLU, 2x2 pool."""
-    shortcut = conv2d(filters, 1, "same", name=f"{name}_proj")(x)
-    shortcut = batch_normalization(axis=-1, name=f"{name}_proj_bn")(shortcut)
-    x = conv2d(filters, 3, "same", name=f"{name}_conv1")(x)
-    x = batch_normalization(axis=-1, name=f"{name}_bn1")(x)
+    """Won et al.'s block (their Res_2d): 3x3 convolution with stride 2 -> BN -> ReLU -> 3x3 convolution -> BN,
+    plus a shortcut of a stride-2 3x3 convolution -> BN (the shapes always differ: the block halves both
+    axes), then ReLU of the sum. The stride-2 convolutions pad one row and column on each side, as PyTorch's
+    padding=1 does ('same' would pad after only), so they sample the grid the reference samples."""
+    def halving_conv(inputs, suffix: str):
+        padded = layers.ZeroPadding2D(1, name=f"{name}_{suffix}_pad")(inputs)
+        return layers.Conv2D(filters, 3, strides=2, name=f"{name}_{suffix}")(padded)
+
+    shortcut = layers.BatchNormalization(axis=-1, name=f"{name}_shortcut_bn")(halving_conv(x, "shortcut"))
+    x = layers.BatchNormalization(axis=-1, name=f"{name}_bn1")(halving_conv(x, "conv1"))
     x = layers.Activation("relu", name=f"{name}_relu1")(x)
-    x = conv2d(filters, 3, "same", name=f"{name}_conv2")(x)
-    x = batch_normalization(axis=-1, name=f"{name}_bn2")(x)
-    x = layers.Activation("relu", name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([x, shortcut]))
-    return layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)  # 96 mels: 7 halvings reach 1
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(axis=-1, name=f"{name}_bn2")(x)
+    return layers.Activation("relu", name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([x, shortcut]))
 
 
-def build_short_resnet(n_tags: int, n_mels: int, n_frames: int, n_blocks: int = 7,
-                       filters: int = 128, dense_units: int = 256, dropout: float = 0.5) -> keras.Model:
-    """Short-chunk ResNet (Won, Ferraro, Bogdanov and Serra, 2020, table 2's strongest simple model).
+def build_short_resnet(n_tags: int, n_mels: int, n_frames: int, widths=(128, 128, 256, 256, 256, 256, 512),
+                       dense_units: int = 512, dropout: float = 0.5) -> keras.Model:
+    """Short-chunk CNN with residual connections (Won, Ferraro, Bogdanov and Serra, "Evaluation of CNN-based
+    automatic music tagging models", SMC 2020; their ShortChunkCNN_Res).
 
-    Seven residual blocks each halve both axes; global max pooling over what is left, then a dense
-    ReLU layer with batch norm and dropout (about 2.1M parameters with 128 channels, as in the
-    paper). Won et al. train on 3.69 s chunks and average chunk
-    predictions; here the whole 29.12 s input goes through once and the max-pool covers it.
+    The spectrogram batch-normalised as one channel, then `residual_block`s of `widths` maps, each halving both
+    axes (no max pooling), a global max pool over what is left (7 halvings bring 96 or 128 mel bands to one
+    row, so over time), then a dense ReLU layer of `dense_units` with batch norm and dropout before the
+    sigmoid outputs. About 12.1M parameters with the defaults. Won et al. feed 128-mel 3.69 s chunks and
+    average the chunks' predictions; here the builder takes whatever n_mels x n_frames the shards hold.
     """
     inputs = keras.Input((n_mels, n_frames, 1), name="logmel")
-    x = input_normalization(inputs)
-    for i in range(1, n_blocks + 1):
-        x = residual_block(x, filters, name=f"block{i}")
+    x = layers.BatchNormalization(axis=-1, name="input_norm")(inputs)  # their spec_bn: one mean and variance
+    for i, width in enumerate(widths, start=1):
+        x = residual_block(x, width, name=f"block{i}")
     x = layers.GlobalMaxPooling2D(name="global_max")(x)
     x = layers.Dense(dense_units, name="dense")(x)
-    x = batch_normalization(axis=-1, name="dense_bn")(x)
+    x = layers.BatchNormalization(axis=-1, name="dense_bn")(x)
     x = layers.Activation("relu", name="dense_relu")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     return _tagger(inputs, x, n_tags, "short_resnet")

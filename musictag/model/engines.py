@@ -9,7 +9,8 @@ the work, and the library versions a run records. ENGINES picks one by name.
 - jax: the shards read with numpy alone (musictag.features.shard_reader: TensorFlow is never imported), several
   devices of one machine data-parallel through keras.distribution.
 
-Keras reads its backend once, when it is first imported: `select_backend` must run before that.
+Keras reads its backend once, when it is first imported: `select_backend` must run before that, in the entry
+point (stages/, benchmarks, tests/conftest.py); importing a musictag module changes nothing in the process.
 """
 from __future__ import annotations
 
@@ -24,10 +25,18 @@ from musictag.errors import MusictagError
 
 
 def select_backend(name: str) -> None:
-    """Make `name` Keras' backend for this process (KERAS_BACKEND), before Keras is imported."""
+    """Make `name` Keras' backend for this process (KERAS_BACKEND) and ready the process for it, before Keras
+    is imported: on TensorFlow, oneDNN switched on where it helps (musictag.model.onednn.switch_on_onednn,
+    which TensorFlow reads only as it loads); on JAX, Keras kept from loading TensorFlow
+    (`keep_keras_off_tensorflow`). The stage scripts call it first thing."""
     require_backend(name)
     os.environ["KERAS_BACKEND"] = name
-    prepare_backend()
+    if name == "tensorflow" and "keras" not in sys.modules:
+        from musictag.model.onednn import switch_on_onednn
+
+        switch_on_onednn()
+    if name == "jax":
+        keep_keras_off_tensorflow()
 
 
 def require_backend(name: str) -> None:
@@ -39,13 +48,14 @@ def require_backend(name: str) -> None:
                             "must run before Keras is imported)")
 
 
-def prepare_backend() -> None:
-    """What must happen before Keras (and so TensorFlow) loads: on the TensorFlow backend, switching on
-    oneDNN where it helps (musictag.model.onednn)."""
-    if "keras" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-        from musictag.model.onednn import switch_on_onednn
+def keep_keras_off_tensorflow() -> None:
+    """Work around Keras importing TensorFlow wherever it is installed, whatever the backend: to seed it
+    (keras.utils.set_random_seed) and to recognise its types when saving a model. Neither serves the JAX
+    backend, which must not load TensorFlow, and no public setting turns it off: Keras' lazy TensorFlow module
+    is marked unavailable. Checked against Keras 3.15.1 (keras.src.utils.module_utils.tensorflow)."""
+    from keras.src.utils import module_utils
 
-        switch_on_onednn()
+    module_utils.tensorflow._available = False
 
 
 def _epochs(one_epoch, first_epoch: int, epochs: int):
@@ -94,7 +104,8 @@ class TensorFlowEngine:
 
     def prepare(self, network, n_mels: int, n_frames: int, n_tags: int) -> None:
         if self.strategy == "multi_worker":
-            prepare_multi_worker_fit(network, n_mels, n_frames, n_tags)
+            build_before_multi_worker_fit(network, n_mels, n_frames, n_tags)
+            reduce_scalar_logs_across_workers()
 
     def fit_data(self, shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
                  epochs: int) -> dict:
@@ -114,21 +125,26 @@ class TensorFlowEngine:
                 "steps_per_epoch": shard_reader.steps_per_epoch(index, "train", batch_size)}
 
 
-def prepare_multi_worker_fit(network, n_mels: int, n_frames: int, n_tags: int) -> None:
-    """Work around Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585), two faults:
-
-    - fit learns the input shapes from a first batch it averages over all workers eagerly, which fails;
-      so the optimizer's and metrics' variables are built here from the known shapes and that step skipped;
-    - each step's scalar logs (loss, metrics) are averaged across workers along axis 0, which a scalar
-      lacks; they are averaged as scalars instead (Keras' own reduce for every other case).
-    """
+def build_before_multi_worker_fit(network, n_mels: int, n_frames: int, n_tags: int) -> None:
+    """Work around Keras' fit under MultiWorkerMirroredStrategy learning the input shapes from a first batch
+    that it averages over all workers eagerly, which fails (keras-team/keras#20585): the optimizer's and
+    metrics' variables are built here from the known shapes, and fit's own build skipped. No public call builds
+    a compiled model's metrics. Checked against Keras 3.15.1 (Trainer._symbolic_build)."""
     import keras
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     network._symbolic_build(data_batch=(keras.KerasTensor((None, n_mels, n_frames, 1)),
                                         keras.KerasTensor((None, n_tags))))
     network._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def reduce_scalar_logs_across_workers() -> None:
+    """Work around Keras averaging each step's logs (loss, metrics) across MultiWorkerMirroredStrategy's workers
+    along axis 0, which a scalar lacks (keras-team/keras#20585): under that strategy they are averaged as
+    scalars, with Keras' own reduce for every other case; idempotent. Checked against Keras 3.15.1
+    (keras.src.backend.tensorflow.trainer.reduce_per_replica)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
     keras_reduce = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
 
     def reduce_per_replica(values, strategy, reduction):
@@ -151,11 +167,7 @@ class JaxEngine:
     def __init__(self, strategy: str):
         import jax
         import keras
-        from keras.src.utils import module_utils
 
-        # Keras imports TensorFlow wherever it is installed to seed tf.data (keras.utils.set_random_seed) and
-        # to open files through tf.io.gfile; neither serves this backend, which must not load TensorFlow.
-        module_utils.tensorflow._available = False
         self.jax = jax
         self.n_devices = len(jax.devices()) if strategy == "mirrored" else 1
         keras.distribution.set_distribution(keras.distribution.DataParallel() if self.n_devices > 1 else None)

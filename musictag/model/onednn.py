@@ -1,30 +1,24 @@
-"""TensorFlow's speed-ups for the CNNs on a CPU, in one place, and when each engages.
+"""TensorFlow's speed-ups for the CNNs on a CPU, in one place, and when each engages (`tf.` is allowed here).
 
-The models stay plain Keras layers (musictag.model.architectures.conv2d, which calls in here on the TensorFlow backend): same
-weights, same saved `.keras` file, same values (tests/test_models.py compares values and gradients with Keras'
-own); only TensorFlow's ops change.
-benchmarks/train_speed.py and torch_k2c2.py measure them, --profile shows the ops.
+musictag.model.acceleration calls in here on the TensorFlow backend; the models stay plain Keras layers, with
+the same weights, saved `.keras` file and values (tests/test_models.py compares values and gradients with
+Keras' own): only TensorFlow's ops change. docs/performance.md gives the measurements behind each choice;
+benchmarks/train_speed.py and torch_k2c2.py take them.
 
-- oneDNN (`switch_on_onednn`): TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; on, they
-  train these CNNs 1.7x faster on an AVX2 CPU. Engages when training imports TensorFlow, unless the user
-  set TF_ENABLE_ONEDNN_OPTS or an NVIDIA GPU is visible (there the kernels are cuDNN's).
-- Matmul kernel gradient (`conv_with_matmul_kernel_gradient`, where `applies`: oneDNN on, no GPU):
-  oneDNN's Conv2DBackpropFilter on TF's plain NHWC tensors is 3-5x slower than on the blocked layout
-  PyTorch uses (k2c2's unit2: 2.1-4.9 s a step against 0.9 s); per tap the kernel gradient is
-  x_tap^T @ dy with a long inner dimension, which oneDNN's GEMM runs at full speed. The input gradient
-  stays TF's own Conv2DBackpropInput. Kernels of at most 9 taps; without oneDNN, TF's own kernel gradient
-  is faster than these matmuls and is kept, and so it is for layers whose output is over
-  MATMUL_GRADIENT_MAX_BYTES per example, as the matmuls need padded copies of x and dy.
-- Batch norm (`batch_norm`, every device): Keras 3's BatchNormalization trains through a dozen separate ops
-  (moments, then scale and shift), each a pass over the layer's output, and so does its gradient. On a GPU it is
-  TensorFlow's FusedBatchNormV3 (cuDNN's), two ops, and so on a CPU at channel counts that are multiples of 8.
-  Elsewhere oneDNN's fused kernels crawl: on a CPU with oneDNN (`matmul_gradient_engages`), at all of k1c2's and
-  k2c2's widths, the per-channel sums are matmuls with a row of ones and the gradient is written out
-  (`normalize_by_matmul`): k2c2 trains at 4.8 examples/s with Keras' own, 6.4 with the fused op, 7.5 so;
-  k1c2 at 7.8, 10.1 and 12.6 (at crnn's 96 channels the fused op is the faster: 3.7 against 3.3).
+- oneDNN (`switch_on_onednn`): TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512; switched on
+  by musictag.model.engines.select_backend, unless the user set TF_ENABLE_ONEDNN_OPTS or an NVIDIA GPU is
+  visible (there the kernels are cuDNN's).
+- Matmul kernel gradient (`conv_with_matmul_kernel_gradient`, where `applies`: oneDNN on, no GPU, kernels of at
+  most 9 taps, outputs of at most MATMUL_GRADIENT_MAX_BYTES per example): oneDNN's Conv2DBackpropFilter on TF's
+  plain NHWC tensors is slow; per tap the kernel gradient is x_tap^T @ dy with a long inner dimension, which
+  oneDNN's GEMM runs at full speed. The input gradient stays TF's own Conv2DBackpropInput.
+- Batch norm (`batch_norm`, every device): Keras 3's BatchNormalization trains through a dozen separate ops,
+  each a pass over the layer's output. TensorFlow's FusedBatchNormV3 (`normalize_fused`) is two; on a CPU with
+  oneDNN at channel counts not a multiple of 8, where oneDNN's fused kernels crawl, the per-channel sums are
+  matmuls with a row of ones and the gradient is written out (`normalize_by_matmul`).
 - One-channel input gradient (`input_gradient`, with the matmul kernel gradient): the first convolution's input
-  has one channel, and oneDNN's Conv2DBackpropInput into it ran at ~3 GFLOP/s (k2c2's unit1: 0.36 s a step).
-  As one matmul giving each tap's contribution, then their shifted sum, it is one pass over dy.
+  has one channel, into which oneDNN's Conv2DBackpropInput is slow; as one matmul giving each tap's
+  contribution, then their shifted sum, it is one pass over dy.
 """
 from __future__ import annotations
 
@@ -46,16 +40,15 @@ def nvidia_gpu_visible() -> bool:
 
 def switch_on_onednn(environ=os.environ) -> bool:
     """Set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads, on a CPU-only machine and only if the user left it
-    unset; return whether it is on. Only training calls it (TF logs a line saying so, which `musictag tag`
-    need not print)."""
+    unset; return whether it is on. musictag.model.engines.select_backend calls it, for the stage scripts
+    (TF logs a line saying so, which `musictag tag` need not print)."""
     if ONEDNN_SWITCH not in environ and not nvidia_gpu_visible():
         environ[ONEDNN_SWITCH] = "1"
     return environ.get(ONEDNN_SWITCH, "").strip().lower() in ("1", "true")
 
 
-# The matmul kernel gradient allocates zero-padded copies of x and dy, the size of the layer's output: fine for
-# k2c2's unit1 (34 MiB per example), too much for short_resnet's first block (64 MiB per example, 1 GiB at
-# batch 16, on top of a ~12 GB peak); such layers keep TF's own kernel gradient.
+# The matmul kernel gradient allocates zero-padded copies of x and dy, the size of the layer's output (k2c2's
+# unit1: 34 MiB per example); a layer whose output is larger keeps TF's own kernel gradient, to bound the memory.
 MATMUL_GRADIENT_MAX_BYTES = 40 * 2**20
 
 
@@ -82,9 +75,9 @@ def conv_with_matmul_kernel_gradient(inputs, kernel, kernel_size: tuple[int, int
     to rows, tap (i, j) pairs row r of dy with row r + i * padded_width + j of x, so its kernel gradient is
     x_rows[offset:offset + rows]^T @ dy_rows (x_rows gets `max offset` zero rows more): a slice along the
     first axis, which TF aliases instead of copying when a row is a multiple of 64 bytes (16 channels).
-    So with 96 or 128 channels (crnn, short_resnet) no tap copies x; dy, often wider, is never sliced.
+    So with 96 to 512 channels (crnn, short_resnet) no tap copies x; dy, often wider, is never sliced.
     With few input channels (at most 64 across the taps: a first layer), x's taps are laid side by side on dy's
-    grid instead, so dy is read once by one matmul and never padded (k2c2's unit1: a 562 MB pad saved).
+    grid instead, so dy is read once by one matmul and never padded.
     The input gradient is `input_gradient`'s.
     """
     import keras
@@ -169,9 +162,8 @@ def normalize_by_matmul(x, gamma, beta, epsilon: float):
     the moving averages).
 
     oneDNN's FusedBatchNormV3 (`normalize_fused`) and its gradient run far below memory speed when the channels
-    are not a multiple of 8, as none of k1c2's and k2c2's are (47, 67, 95, 135, ...): on k2c2's unit1 at batch 16
-    (562 MB) they take ~1.1 s a step against ~0.6 s at 64 channels. A ones-row matmul sums at memory speed for
-    any width, so this is two sums forward, two backward, and the elementwise passes the formulas need:
+    are not a multiple of 8, as none of k1c2's and k2c2's are (47, 67, 95, 135, ...). A ones-row matmul sums at
+    memory speed for any width, so this is two sums forward, two backward, and the elementwise passes the formulas need:
       y = x * a + (beta - mean * a), a = gamma / sqrt(variance + epsilon)
       dx = a * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) / sqrt(variance + epsilon)
     with sum(dy * xhat) (the gradient of gamma) = (sum(dy * x) - mean * sum(dy)) / sqrt(variance + epsilon).

@@ -10,6 +10,8 @@ A run works inside its configuration's crash-recovery folder (musictag.model.rec
 outputs): Keras BackupAndRestore state, the model files and the dvclive logs all grow there, and move
 to the outputs only when the run completes. So a killed run leaves the previous outputs as they
 were, and its rerun resumes only if nothing its result depends on changed.
+
+Importing this module imports Keras: an entry point calls musictag.model.engines.select_backend first.
 """
 from __future__ import annotations
 
@@ -21,23 +23,22 @@ import time
 import zipfile
 from pathlib import Path
 
-from musictag.model.engines import ENGINES, prepare_backend, require_backend
+import keras
+import numpy as np
+import pandas as pd
 
-prepare_backend()  # before Keras loads: it reads its backend, and TensorFlow its oneDNN switch, only then
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from musictag.files import replace_dir, write_atomic  # noqa: E402
-from musictag.model.architectures import build_model, with_speed_ups  # noqa: E402
-from musictag.model.recovery import RecoveryState, digest_file, digest_tree  # noqa: E402
-from musictag.features.shard_reader import read_index  # noqa: E402
+from musictag.features.shard_reader import read_index
+from musictag.files import replace_dir, write_atomic
+from musictag.model.acceleration import accelerate
+from musictag.model.architectures import build_model
+from musictag.model.engines import ENGINES, require_backend
+from musictag.model.recovery import RecoveryState, digest_file, digest_tree
 
 MIXED_PRECISION = {False: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}  # train.mixed_precision
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
-CODE_MODULES = ("musictag.model.architectures", "musictag.model.onednn", "musictag.features.shard_writer",
-                "musictag.features.shard_reader", "musictag.model.engines", "musictag.model.training")
+CODE_MODULES = ("musictag.model.architectures", "musictag.model.acceleration", "musictag.model.onednn",
+                "musictag.features.shard_writer", "musictag.features.shard_reader", "musictag.model.engines",
+                "musictag.model.training")
 """The modules a run's weights depend on, hashed by file (not imported: the shard writer loads TensorFlow)."""
 TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
@@ -244,7 +245,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
 
     with engine.scope():
         if continued:  # weights and optimizer state as the finished run left them
-            network = with_speed_ups(keras.saving.load_model(run_dir / LAST_MODEL))
+            network = keras.saving.load_model(run_dir / LAST_MODEL)
         else:
             network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
             network.compile(
@@ -256,6 +257,7 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
                          keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_tags, name="pr_auc")],
                 jit_compile=shaping["jit_compile"],
             )
+        accelerate(network)  # built or loaded, the layers are plain Keras ones
         engine.prepare(network, n_mels, n_frames, n_tags)
     data = engine.fit_data(shards_dir, batch_size, shaping["shuffle_buffer"], shaping["seed"], first_epoch, epochs)
     steps = data["steps_per_epoch"]
