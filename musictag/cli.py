@@ -96,7 +96,7 @@ def _dvc(*args: str) -> str:
 
 
 def _confidence_intervals(args: argparse.Namespace) -> None:
-    from musictag.evaluation.scores import confidence_intervals_from_experiments, format_intervals
+    from musictag.evaluation.experiments import confidence_intervals_from_experiments, format_intervals
     from musictag.params import load_params
 
     defaults = load_params("ci")

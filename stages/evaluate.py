@@ -2,7 +2,7 @@
 import json
 
 from musictag.errors import run_main
-from musictag.evaluation.scores import evaluate
+from musictag.evaluation.evaluate import evaluate
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 

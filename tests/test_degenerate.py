@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from songs import catalogue
 
-from musictag.evaluation.scores import evaluate
+from musictag.evaluation.evaluate import evaluate
 from musictag.evaluation.paper.statistics import Run, compare, headline_metrics
 from musictag.evaluation.paper.report import write_report
 from musictag.params import defaults

@@ -18,20 +18,15 @@ from sklearn.metrics import (
 
 from musictag.errors import MusictagError
 from musictag.datasets.manifest import Manifest
-from musictag.evaluation.scores import (
-    DEFAULT_THRESHOLD,
-    NO_NEGATIVE,
-    NO_POSITIVE,
-    confidence_interval,
+from musictag.evaluation.experiments import (
     confidence_intervals_from_experiments,
     experiments_metrics,
-    flatten_metrics,
     format_intervals,
-    micro_curves,
     runs_table,
-    tag_metrics,
-    tune_thresholds,
 )
+from musictag.evaluation.intervals import confidence_interval
+from musictag.evaluation.scores import DEFAULT_THRESHOLD, NO_NEGATIVE, NO_POSITIVE, micro_curves, tag_metrics, tune_thresholds
+from musictag.nested import flatten
 from musictag.params import defaults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -286,7 +281,7 @@ def test_stage_writes_every_file_from_synthetic_inputs(tmp_path, monkeypatch):
     summary = json.loads((metrics / "evaluate_details.json").read_text())
     json.dumps(summary, allow_nan=False)
     headline = json.loads((metrics / "evaluate.json").read_text())
-    flat = flatten_metrics(headline)
+    flat = flatten(headline)
     assert len(flat) <= 16 and sorted(flat)[:2] == ["auc_roc.macro", "auc_roc.micro"]  # DVC sorts a file's rows
     assert flat["auc_roc.macro"] == summary["roc_auc"]["macro"]
     assert flat["decisions_at_tuned.f1.macro"] == summary["at_tuned"]["f1"]["macro"]
@@ -315,7 +310,7 @@ def test_stage_writes_every_file_from_synthetic_inputs(tmp_path, monkeypatch):
 
 
 def test_stage_names_stale_or_missing_inputs(tmp_path):
-    from musictag.evaluation.scores import evaluate
+    from musictag.evaluation.evaluate import evaluate
 
     write_inputs(tmp_path)
     args = dict(manifest_path=tmp_path / "clean.csv", model_dir=tmp_path / "model", metrics_dir=tmp_path / "m",

@@ -2,7 +2,7 @@
 musictag.evaluation.paper.figures.
 
 Matplotlib's object API with the Agg canvas: no pyplot state, no display needed. Each function draws
-one figure and saves it as PNG to `path` (the caller chooses the name; `musictag.evaluation.scores.evaluate` writes
+one figure and saves it as PNG to `path` (the caller chooses the name; `musictag.evaluation.evaluate.evaluate` writes
 to a temporary file and renames it).
 """
 from __future__ import annotations

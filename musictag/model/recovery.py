@@ -21,6 +21,7 @@ from typing import Iterator
 
 from musictag.errors import MusictagError
 from musictag.files import write_atomic
+from musictag.nested import flatten
 
 RECORD = "record.json"
 KEY_HEX_DIGITS = 16  # 64 bits: collisions are checked anyway, against the whole record
@@ -46,17 +47,6 @@ def key_of(record: dict) -> str:
     """The folder name of a configuration: a hash of its record in canonical JSON."""
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:KEY_HEX_DIGITS]
-
-
-def _flatten(record, prefix: str = "") -> dict:
-    """{"train": {"seed": 1}} -> {"train.seed": 1}."""
-    if not isinstance(record, dict):
-        return {prefix: record}
-    flat = {}
-    for name, value in record.items():
-        flat.update(_flatten(value, f"{prefix}{name}.") if isinstance(value, dict) and value else
-                    {f"{prefix}{name}": value})
-    return flat
 
 
 class RecoveryState:
@@ -111,10 +101,10 @@ class RecoveryState:
 
     def describe(self, state_dir: Path) -> str:
         """One phrase on another configuration's state folder: how its record differs, how far it got."""
-        theirs = _flatten(self._recorded(state_dir / RECORD) or {})
-        ours = _flatten(self.record)
-        differing = sorted({name.rstrip(".") for name in ours.keys() | theirs.keys()
-                            if ours.get(name) != theirs.get(name)})
+        recorded = self._recorded(state_dir / RECORD)
+        theirs = flatten(recorded) if isinstance(recorded, dict) else {}
+        ours = flatten(self.record)
+        differing = sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
         what = f"differs in {', '.join(differing[:4])}{', ...' if len(differing) > 4 else ''}" if theirs \
             else "no readable record"
         try:

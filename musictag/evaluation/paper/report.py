@@ -21,7 +21,7 @@ import pandas as pd
 from musictag.evaluation.paper import figures as paper_figures
 from musictag.datasets.categories import dissertation_facts
 from musictag.files import write_atomic
-from musictag.evaluation.scores import pick_songs, top_tags_rows
+from musictag.evaluation.evaluate import pick_songs, top_tags_rows
 from musictag.evaluation.paper.statistics import HEADLINES, Run, seed_claims
 from musictag.evaluation.paper.runs import run_name
 from musictag.inference.tag_map import all_alike
