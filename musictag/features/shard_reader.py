@@ -8,7 +8,8 @@ batch; with `shuffle`, the shard order and a `shuffle_buffer` of examples are re
 `parallel_reads` at a time by threads and interleaved one record from each in turn (a fixed number, so
 the order is the same on every machine); batches are assembled ahead of the consumer (`prefetch`).
 
-Also the shards' index (`read_index`, `steps_per_epoch`), which both readers share.
+Also what both readers start from: the shards' index (`read_index`, `steps_per_epoch`) and one split's files
+and example layout (`open_split`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +55,30 @@ def split_entry(index: dict, split: str, where) -> dict:
 def check_positive(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MusictagError(f"{name}: need an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """One split's shard files in index order, and what parsing their examples needs."""
+
+    index: dict
+    paths: list[Path]
+    compression: str  # "", "GZIP" or "ZLIB"
+    spectrogram_shape: tuple[int, int]  # (n_mels, n_frames)
+    spectrogram_dtype: str  # "float16" or "float32", little-endian in the records
+    n_tags: int
+
+
+def open_split(shards_dir, split: str, batch_size: int, shuffle_buffer: int) -> SplitFiles:
+    """The start of every reader of `split`: its arguments checked, the index read, the split's files listed;
+    a one-line error for a bad batch size or buffer, a missing index, or a missing or empty split."""
+    check_positive("batch_size", batch_size)
+    check_positive("shuffle_buffer", shuffle_buffer)
+    shards_dir = Path(shards_dir)
+    index = read_index(shards_dir)
+    entry = split_entry(index, split, shards_dir)
+    return SplitFiles(index, [shards_dir / shard["file"] for shard in entry["shards"]], index["compression"],
+                      tuple(index["spectrogram_shape"]), index["spectrogram_dtype"], len(index["tag_names"]))
 
 
 def steps_per_epoch(index: dict, split: str, batch_size: int, multiple_of: int = 1) -> int:
@@ -255,23 +281,18 @@ def epoch_batches(shards_dir, split: str, batch_size: int, shuffle: bool = False
     (batch, n_tags)), plus the ids (a list) if `with_ids`; the last batch short, cut to a multiple of
     `multiple_of` (see `steps_per_epoch`). With `shuffle`, the shard order and the streaming shuffle come
     from `seed` alone: pass `seed + epoch` for a new order every epoch."""
-    check_positive("batch_size", batch_size)
-    check_positive("shuffle_buffer", shuffle_buffer)
-    shards_dir = Path(shards_dir)
-    index = read_index(shards_dir)
-    entry = split_entry(index, split, shards_dir)
-    shape, n_tags = tuple(index["spectrogram_shape"]), len(index["tag_names"])
-    dtype = np.dtype(index["spectrogram_dtype"]).newbyteorder("<")
-    paths = [shards_dir / shard["file"] for shard in entry["shards"]]
+    files = open_split(shards_dir, split, batch_size, shuffle_buffer)
+    dtype = np.dtype(files.spectrogram_dtype).newbyteorder("<")
+    paths = files.paths
     rng = np.random.default_rng(seed)
     if shuffle:
         paths = [paths[i] for i in rng.permutation(len(paths))]
-    records = interleave(paths, index["compression"], parallel_reads)
+    records = interleave(paths, files.compression, parallel_reads)
     if shuffle:
         records = shuffled(records, shuffle_buffer, rng)
     rows = []
     for record in records:
-        rows.append(parse_example(record, dtype, shape, n_tags))
+        rows.append(parse_example(record, dtype, files.spectrogram_shape, files.n_tags))
         if len(rows) == batch_size:
             yield _batch(rows, with_ids)
             rows = []

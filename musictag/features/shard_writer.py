@@ -25,7 +25,7 @@ from tqdm import tqdm
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.datasets.manifest import SPLITS, Manifest
-from musictag.features.shard_reader import INDEX_NAME, check_positive, read_index, split_entry, steps_per_epoch
+from musictag.features.shard_reader import INDEX_NAME, open_split, read_index, split_entry, steps_per_epoch
 from musictag.features.spectrogram_store import SpectrogramStore
 
 SPECTROGRAM_DTYPES = {"float16": tf.float16, "float32": tf.float32}
@@ -151,14 +151,10 @@ def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False,
     parsed at once. The interleaved order depends on `num_parallel_reads`, so for the same order on another
     machine pass a number, not AUTOTUNE (which follows the core count).
     """
-    check_positive("batch_size", batch_size)
-    check_positive("shuffle_buffer", shuffle_buffer)
-    shards_dir = Path(shards_dir)
-    index = read_index(shards_dir)
-    entry = split_entry(index, split, shards_dir)
-    n_mels, n_frames = index["spectrogram_shape"]
-    n_tags = len(index["tag_names"])
-    dtype = SPECTROGRAM_DTYPES[index["spectrogram_dtype"]]
+    split_files = open_split(shards_dir, split, batch_size, shuffle_buffer)
+    n_mels, n_frames = split_files.spectrogram_shape
+    n_tags = split_files.n_tags
+    dtype = SPECTROGRAM_DTYPES[split_files.spectrogram_dtype]
     features = {name: tf.io.FixedLenFeature([], tf.string) for name in ("id", "spectrogram", "target")}
 
     def parse(serialized):
@@ -169,10 +165,10 @@ def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False,
         batch = (tf.reshape(spectrogram, [-1, n_mels, n_frames, 1]), tf.reshape(target, [-1, n_tags]))
         return batch + (parsed["id"],) if with_ids else batch
 
-    files = tf.data.Dataset.from_tensor_slices([str(shards_dir / shard["file"]) for shard in entry["shards"]])
+    files = tf.data.Dataset.from_tensor_slices([str(path) for path in split_files.paths])
     if shuffle:
-        files = files.shuffle(len(entry["shards"]), seed=seed, reshuffle_each_iteration=True)
-    records = tf.data.TFRecordDataset(files, compression_type=index["compression"],
+        files = files.shuffle(len(split_files.paths), seed=seed, reshuffle_each_iteration=True)
+    records = tf.data.TFRecordDataset(files, compression_type=split_files.compression,
                                       num_parallel_reads=num_parallel_reads)
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -180,7 +176,7 @@ def make_dataset(shards_dir, split: str, batch_size: int, shuffle: bool = False,
     if repeat:  # after batching, so epochs stay whole and steps_per_epoch batches are exactly one epoch
         dataset = dataset.repeat()
     else:  # a known length lets Keras end validation without an "input ran out of data" warning
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(index, split, batch_size)))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(split_files.index, split, batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
