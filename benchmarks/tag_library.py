@@ -21,7 +21,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from musictag.audio.decoding import log_mel
+from musictag.audio.frontend import log_mel
 from musictag.inference.batch_tagging import tag_files
 from musictag.datasets.manifest import Manifest
 from musictag.params import defaults

@@ -20,7 +20,9 @@ from conftest import FRONT_END
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musictag.audio.decoding import REJECT_REASONS, check_audio, check_window, spectrogram_of, warm_up
+from musictag.audio.checks import REJECT_REASONS, check_audio, check_window
+from musictag.audio.decoding import spectrogram_of
+from musictag.audio.frontend import warm_up
 from musictag.errors import MusictagError
 from musictag.params import defaults
 from musictag.audio.workers import BoundedPool, Failure

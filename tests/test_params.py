@@ -143,12 +143,12 @@ def test_the_schema_s_choices_are_the_registries():
 def _library_calls():
     """(function, params values it takes as keyword arguments) for every library function a stage hands a
     params section to."""
-    from musictag.audio import decoding as audio
+    from musictag.audio import checks, decoding, frontend
     from musictag.inference import catalogue
     from musictag.datasets import cleaning
     from musictag.datasets import corpus
     from musictag.datasets import adapters as datasets
-    from musictag.evaluation import scores as metrics
+    from musictag.evaluation import evaluate as metrics
     from musictag.evaluation.paper import statistics as paper
     from musictag.features import shard_writer as records
     from musictag.inference import recommendation as recommend
@@ -166,11 +166,11 @@ def _library_calls():
              (tsne_map.embed, params["tsne"]), (tsne_map.select_rows, params["tsne"]),
              (catalogue.build_catalogue, params["catalogue"]), (metrics.evaluate, params["evaluate"]),
              (paper.compare, params["paper"]), (corpus.build_corpus, params["data"]["embedded"]),
-             (audio.check_audio, params["clean"]), (audio.check_window, params["clean"] | front_end),
-             (audio.check_many, params["clean"])]
-    calls += [(function, front_end) for function in (audio.log_mel, audio.load_window, audio.spectrogram_of,
-                                                     audio.song_spectrograms, audio.spectrogram_shape,
-                                                     audio.warm_up)]
+             (checks.check_audio, params["clean"]), (checks.check_window, params["clean"] | front_end),
+             (checks.check_many, params["clean"])]
+    calls += [(function, front_end) for function in (frontend.log_mel, decoding.load_window, decoding.spectrogram_of,
+                                                     frontend.finite_log_mel, frontend.song_spectrograms,
+                                                     frontend.spectrogram_shape, frontend.warm_up)]
     calls += [(adapter, params["data"][name]) for name, adapter in datasets.DATASETS.items()]
     return calls
 

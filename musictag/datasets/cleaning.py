@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from musictag.audio.decoding import REJECT_REASONS, check_many
+from musictag.audio.checks import REJECT_REASONS, check_many
 from musictag.files import write_csv
 from musictag.datasets.manifest import SPLITS, Manifest
 

@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from musictag.audio.decoding import spectrogram_of, spectrogram_shape, warm_up
+from musictag.audio.decoding import spectrogram_of
+from musictag.audio.frontend import spectrogram_shape, warm_up
 from musictag.errors import MusictagError
 from musictag.files import first_line, replace_dir, write_atomic
 from musictag.audio.workers import BoundedPool, Failure, in_order

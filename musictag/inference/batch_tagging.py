@@ -59,7 +59,7 @@ def find_audio(paths: Iterable[str | Path]) -> list[str]:
 def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
               silence_dbfs: float, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
     """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
-    on a terminal. A Failure's reason is a key of musictag.audio.decoding.REJECT_REASONS: files are judged by the
+    on a terminal. A Failure's reason is a key of musictag.audio.checks.REJECT_REASONS: files are judged by the
     clean stage's `min_duration_s` and `silence_dbfs`, each decoded within `timeout_s` and
     `memory_limit_mb` by one of `workers` processes (0 = all cores)."""
     front_end = tagger.config["front_end"]
@@ -69,7 +69,7 @@ def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_l
     # filterbank's, which loads numba) alone took ~0.8 s of every worker's first spectrogram.
     with tempfile.TemporaryDirectory(prefix="musictag-tag-", dir=_MEMORY_DIR) as hand_over_dir, \
             BoundedPool(workers, timeout_s, memory_limit_mb, start_method="forkserver",
-                        preload=["musictag.audio.decoding", "librosa.filters"]) as pool, \
+                        preload=["musictag.audio.checks", "librosa.filters"]) as pool, \
             tqdm(total=len(paths), unit="file", desc="tag", disable=None, file=sys.stderr) as progress:
         decode = functools.partial(_spectrograms_to_file, hand_over_dir=hand_over_dir, front_end=front_end,
                                    windows=windows, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
@@ -129,7 +129,8 @@ def window_spectrograms(path: str, front_end: dict, windows: str, min_duration_s
     n_mels, n_frames), or a Failure saying why it cannot be tagged. The middle window alone is decoded
     alone (check_window); all windows decode the whole file once, for the check and the windows
     (check_audio keeps it, resampled as it decodes)."""
-    from musictag.audio.decoding import REJECT_REASONS, check_audio, check_window, song_spectrograms
+    from musictag.audio.checks import REJECT_REASONS, check_audio, check_window
+    from musictag.audio.frontend import song_spectrograms
     from musictag.files import first_line
 
     if windows == "middle":
