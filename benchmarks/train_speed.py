@@ -23,7 +23,7 @@ layers and at nearby channel counts that are multiples of 8: TensorFlow's fused 
 musictag.model.onednn's matmul sums, which training takes on a CPU where the channels are not a multiple of 8.
 
 `pipeline` trains k2c1 (or --arch) for a few short epochs reading the train shards through
-musictag.features.shard_writer.make_dataset(shuffle=True, repeat=True) as training does, and for the same number of
+musictag.features.shard_dataset.make_dataset(shuffle=True, repeat=True) as training does, and for the same number of
 epochs and steps from the same batches already in RAM; the first epoch of each fit (tracing, shuffle
 buffer fill) is left out. Goal: shards/RAM epoch time <= 1.05.
 """
@@ -82,7 +82,7 @@ def save_batch(path: Path, batch_size: int, n_tags: int | None = None) -> tuple[
     import numpy as np
 
     if (SHARDS / "index.json").exists():
-        from musictag.features.shard_writer import make_dataset
+        from musictag.features.shard_dataset import make_dataset
 
         x, y = next(make_dataset(SHARDS, "train", batch_size).as_numpy_iterator())
         source = f"first train batch of {SHARDS.relative_to(ROOT)}"
@@ -383,7 +383,7 @@ def run_pipeline(args) -> None:
 
     from musictag.model.acceleration import accelerate
     from musictag.model.architectures import build_model
-    from musictag.features.shard_writer import make_dataset
+    from musictag.features.shard_dataset import make_dataset
     from musictag.features.shard_reader import read_index
 
     index = read_index(SHARDS)

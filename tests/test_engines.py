@@ -25,7 +25,7 @@ def run_under_jax(script: str) -> dict:
 
 def test_the_numpy_reader_gives_tf_datas_batches(tiny_shards):
     """Unshuffled and read one shard at a time, both readers give the same bytes in the same order."""
-    from musictag.features.shard_writer import make_dataset
+    from musictag.features.shard_dataset import make_dataset
 
     for split in ("train", "valid"):
         ours = list(shard_reader.epoch_batches(tiny_shards, split, 5, with_ids=True, parallel_reads=1))

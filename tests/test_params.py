@@ -113,7 +113,7 @@ def test_the_schema_s_choices_are_the_registries():
     from musictag.datasets.adapters import DATASETS
     from musictag.model.engines import ENGINES
     from musictag.model.architectures import MODELS
-    from musictag.features.shard_writer import SPECTROGRAM_DTYPES
+    from musictag.features.shard_dataset import SPECTROGRAM_DTYPES
     from musictag.features.extraction import EXECUTORS
     from musictag.model.training import MIXED_PRECISION
     from musictag.inference.tag_map import PALETTE

@@ -14,7 +14,8 @@ from conftest import tree_bytes, write_store
 from musictag.errors import MusictagError
 from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest
 from musictag.params import defaults
-from musictag.features.shard_writer import make_dataset, roundtrip_error, write_shards
+from musictag.features.shard_dataset import make_dataset
+from musictag.features.shard_writer import roundtrip_error, write_shards
 from musictag.features.shard_reader import read_index, steps_per_epoch
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example

@@ -8,19 +8,13 @@ its tags CSV holding, `|`-joined like `tags`, each tag's category. Tags with no 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from musictag.dissertation import dissertation_facts
 from musictag.errors import MusictagError
 
 OTHER = "other"
-DISSERTATION = Path(__file__).with_name("dissertation.json")
-
-
-def dissertation_facts() -> dict:
-    """The seed dissertation's figures the report sets beside ours (musictag/datasets/dissertation.json)."""
-    return json.loads(DISSERTATION.read_text())
 
 
 def _msd(tag_names: Sequence[str], options: dict) -> dict[str, str]:

@@ -4,7 +4,7 @@ The models (Keras layers and `keras.ops`), the loop (`fit`), checkpoints, logs a
 the same on every backend; an engine supplies the rest: how batches reach `fit`, how several devices share
 the work, and the library versions a run records. ENGINES picks one by name.
 
-- tensorflow (the default): tf.data from the shards (musictag.features.shard_writer), tf.distribute strategies, and the
+- tensorflow (the default): tf.data from the shards (musictag.features.shard_dataset), tf.distribute strategies, and the
   CPU speed-ups of musictag.model.onednn.
 - jax: the shards read with numpy alone (musictag.features.shard_reader: TensorFlow is never imported), several
   devices of one machine data-parallel through keras.distribution.
@@ -110,7 +110,7 @@ class TensorFlowEngine:
     def fit_data(self, shards_dir: Path, batch_size: int, shuffle_buffer: int, seed: int, first_epoch: int,
                  epochs: int) -> dict:
         """`fit`'s data arguments: training epochs first_epoch.. (epoch e shuffled with seed + e), validation."""
-        from musictag.features.shard_writer import make_dataset
+        from musictag.features.shard_dataset import make_dataset
 
         index = shard_reader.read_index(shards_dir)
         train = _epochs(lambda epoch: make_dataset(shards_dir, "train", batch_size, shuffle=True,

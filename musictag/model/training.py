@@ -37,9 +37,9 @@ from musictag.model.recovery import RecoveryState, digest_file, digest_tree
 MIXED_PRECISION = {False: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}  # train.mixed_precision
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
 CODE_MODULES = ("musictag.model.architectures", "musictag.model.acceleration", "musictag.model.onednn",
-                "musictag.features.shard_writer", "musictag.features.shard_reader", "musictag.model.engines",
+                "musictag.features.shard_dataset", "musictag.features.shard_reader", "musictag.model.engines",
                 "musictag.model.training")
-"""The modules a run's weights depend on, hashed by file (not imported: the shard writer loads TensorFlow)."""
+"""The modules a run's weights depend on, hashed by file (not imported: the tf.data reader loads TensorFlow)."""
 TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from musictag.evaluation.paper import figures as paper_figures
-from musictag.datasets.categories import dissertation_facts
+from musictag.dissertation import dissertation_facts
 from musictag.files import write_atomic
 from musictag.evaluation.evaluate import pick_songs, top_tags_rows
 from musictag.evaluation.paper.statistics import HEADLINES, Run, seed_claims

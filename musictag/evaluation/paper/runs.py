@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from musictag.datasets.categories import dissertation_facts
+from musictag.dissertation import dissertation_facts
 from musictag.errors import MusictagError
 
 PREDICTIONS, ACCURACY_PREDICTIONS = "predictions.npz", "predictions_accuracy.npz"  # in each run's folder

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from musictag.datasets.categories import dissertation_facts
+from musictag.dissertation import dissertation_facts
 from musictag.errors import MusictagError
 from musictag.evaluation.intervals import confidence_interval
 from musictag.evaluation.scores import align_ground_truth, tag_metrics
