@@ -1,4 +1,4 @@
-"""Tagging a library of full-length tracks: musictag.inference.batch_tagging against the obvious loop.
+"""Tagging a library of full-length tracks: musictag.inference.audio_tagging against the obvious loop.
 
     python benchmarks/tag_library.py --tracks 24 --repeats 3
 
@@ -6,7 +6,7 @@ Tracks are made from the embedded corpus: each clip looped to a 3-7 minute track
 44.1 or 48 kHz stereo and written as MP3 (or OGG where libsndfile lacks MP3), alternately. The obvious
 loop is what a user writes first: librosa.load(path, sr=12000) of the whole file, then the model on
 each 29.12 s window (all-windows mode) or on the middle window only, one file after the other.
-musictag.inference.batch_tagging decodes in bounded workers on every core while the parent predicts, batching windows
+musictag.inference.audio_tagging decodes in bounded workers on every core while the parent predicts, batching windows
 across files. Both use data/model (run `dvc repro train` first). Prints tracks/s per mode and the
 ratio (goal >= 3x); the sides run alternately `--repeats` times and the medians are printed.
 """
@@ -22,7 +22,7 @@ import soundfile
 import soxr
 
 from musictag.audio.frontend import log_mel
-from musictag.inference.batch_tagging import tag_files
+from musictag.inference.audio_tagging import tag_files
 from musictag.datasets.manifest import Manifest
 from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
@@ -91,7 +91,7 @@ def main() -> None:
     for mode, (plain, library) in rates.items():
         ratio = statistics.median(b / a for a, b in zip(plain, library))
         print(f"  {mode:6s} windows: obvious loop {statistics.median(plain):6.3f} tracks/s, "
-              f"musictag.inference.batch_tagging {statistics.median(library):6.3f} tracks/s  ({ratio:.2f}x)  <- goal >= 3x")
+              f"musictag.inference.audio_tagging {statistics.median(library):6.3f} tracks/s  ({ratio:.2f}x)  <- goal >= 3x")
 
 
 if __name__ == "__main__":

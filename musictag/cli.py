@@ -29,7 +29,7 @@ def _list_datasets(_: argparse.Namespace) -> None:
 def _tag(args: argparse.Namespace) -> None:
     """Tags for each file, and every audio file under each folder; a file that cannot be tagged gets
     one line on stderr and the run goes on (exit status 1 at the end if any was not tagged)."""
-    from musictag.inference.batch_tagging import ResultWriter, find_audio, tag_files
+    from musictag.inference.audio_tagging import ResultWriter, find_audio, tag_files
     from musictag.audio.workers import Failure
     from musictag.inference.tagger import Tagger
 
@@ -153,7 +153,7 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     song_vectors of its probabilities and embedding (the index's `features`)."""
     import numpy as np
 
-    from musictag.inference.batch_tagging import tag_files
+    from musictag.inference.audio_tagging import tag_files
     from musictag.audio.workers import Failure
     from musictag.inference.predictions import Predictions
     from musictag.inference.recommendation import song_vectors

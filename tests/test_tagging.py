@@ -17,11 +17,11 @@ import soundfile
 from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
-from musictag.inference.batch_tagging import tag_files
+from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
 from musictag.params import defaults
 from musictag.inference.predictions import Predictions
 from musictag.inference.recommendation import RecommendIndex, song_vectors
-from musictag.inference.tagger import Tagger, top_tags
+from musictag.inference.tagger import Tagger
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):
@@ -43,9 +43,9 @@ def test_long_file_is_scored_over_several_windows(tiny_model, tmp_path):
     path = tmp_path / "song.wav"
     soundfile.write(path, audio.astype(np.float32), 22050)
     tagger = Tagger(tiny_model)
-    probabilities = tagger.tag_file(path, **file_checks())
+    probabilities = tag_file(tagger, path, **file_checks())
     assert probabilities.shape == (5,)
-    first_window_only = tagger.tag_file(_cut(path, tmp_path, seconds=29.12), **file_checks())
+    first_window_only = tag_file(tagger, _cut(path, tmp_path, seconds=29.12), **file_checks())
     assert not np.allclose(probabilities, first_window_only)  # later windows count too
     tags = top_tags(path, tiny_model, k=3, **file_checks())
     assert [t for t, _ in tags] == [tagger.tag_names[i] for i in np.argsort(probabilities)[::-1][:3]]
@@ -66,7 +66,7 @@ def test_musictag_tag_command_prints_tags(tiny_model, tmp_path, capsys):
     printed = [line.split() for line in out.splitlines() if line.startswith("  ")]
     assert str(path) in out and len(printed) == 2
     tagger = Tagger(tiny_model)  # the one-call API decodes in-process: the same tags, the same numbers
-    probabilities = tagger.tag_file(path, **file_checks())
+    probabilities = tag_file(tagger, path, **file_checks())
     expected = [(tagger.tag_names[i], f"{probabilities[i]:.3f}") for i in probabilities.argsort()[::-1][:2]]
     assert [(" ".join(words[:-1]), words[-1]) for words in printed] == expected
 
@@ -135,7 +135,7 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
     assert all(list(r["probabilities"]) == tagger.tag_names and len(r["top_tags"]) == 2 for r in records)
     by_path = {r["path"]: r for r in records}
     assert [w["start_s"] for w in by_path[str(songs[1])]["windows"]] == [0.0, 29.12, 58.24]  # 70 s: 3 windows
-    expected = tagger.tag_file(songs[1], **file_checks())  # the one-call API: the same mean over windows
+    expected = tag_file(tagger, songs[1], **file_checks())  # the one-call API: the same mean over windows
     np.testing.assert_allclose(list(by_path[str(songs[1])]["probabilities"].values()), expected, atol=1e-4)
 
     cli_main(["tag", *map(str, songs), "--model-dir", str(tiny_model), "--output", str(tmp_path / "tags.csv"),

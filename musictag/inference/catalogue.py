@@ -3,7 +3,7 @@
 `source: training` (the default) is the pipeline's own songs with the `predict` stage's outputs. Any
 other source is audio the model may never have heard: every audio file under a folder (`folder`), or
 the clips of a dataset adapter (`msd`, `mtat`, `mtg-jamendo`, with their `data.*` params), tagged by
-the trained model through musictag.inference.batch_tagging (the pipeline's front end; the middle 29.12 s window, as
+the trained model through musictag.inference.audio_tagging (the pipeline's front end; the middle 29.12 s window, as
 the model was trained, or all windows averaged).
 
 Tagging is incremental. The stage's output folder is `persist`ed, so DVC leaves the last run's results in
@@ -41,7 +41,7 @@ CATALOGUE_SPLIT = "catalogue"
 def folder_songs(audio_dir: Path) -> pd.DataFrame:
     """Every audio file under `audio_dir`, recursively: id = its path relative to the folder, title =
     its file name without extension, artist = the folder it lies in (empty at the top level)."""
-    from musictag.inference.batch_tagging import find_audio
+    from musictag.inference.audio_tagging import find_audio
 
     if not audio_dir.is_dir():
         raise MusictagError(f"catalogue.audio_dir: {audio_dir} is not a folder")
@@ -117,7 +117,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
 def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows: str, timeout_s: float,
                memory_limit_mb: float, file_checks: dict):
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
-    from musictag.inference.batch_tagging import tag_files
+    from musictag.inference.audio_tagging import tag_files
     from musictag.audio.workers import Failure
     from musictag.inference.tagger import Tagger
 

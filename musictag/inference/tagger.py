@@ -1,8 +1,8 @@
-"""Using a trained tagger: predictions for the catalogue, and tags for any audio file.
+"""A trained tagger: the model and its config, and its predictions for spectrogram batches and shards.
 
-Two levels, as in musicnn: `top_tags(path)` is the one call a user makes; `Tagger.predict_*` give the
-full (n, n_tags) probabilities and (n, d) penultimate embeddings that evaluation, t-SNE and
-recommendation share. A model directory holds best.keras and config.json (written by training).
+`Tagger.predict_*` give the full (n, n_tags) probabilities and (n, d) penultimate embeddings that evaluation,
+t-SNE and recommendation share; audio files are tagged by musictag.inference.audio_tagging (`top_tags`, the
+one call a user makes). A model directory holds best.keras and config.json (written by training).
 """
 from __future__ import annotations
 
@@ -68,31 +68,3 @@ class Tagger:
             embeddings.append(e)
         return Predictions(np.array(ids), np.array(split_names), np.concatenate(probabilities),
                            np.concatenate(embeddings), self.tag_names)
-
-    def tag_file(self, path: str | Path, *, min_duration_s: float, silence_dbfs: float) -> np.ndarray:
-        """Tag probabilities (n_tags,) of one audio file of any length.
-
-        A file longer than one input window is cut into consecutive windows of `duration_s` (the last one
-        zero-padded) and their predictions are averaged. The file must be usable by the clean stage's rules
-        with these settings (params.yaml's clean section in the pipeline): one that is shorter than
-        `min_duration_s`, or quieter than `silence_dbfs` throughout, is a one-line MusictagError. Decoded as
-        the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
-        """
-        from musictag.audio.workers import Failure
-        from musictag.inference.batch_tagging import window_spectrograms
-
-        spectrograms = window_spectrograms(str(path), self.config["front_end"], "all", min_duration_s, silence_dbfs)
-        if isinstance(spectrograms, Failure):
-            raise MusictagError(spectrograms.message(path))
-        probabilities, _ = self.predict_batches([spectrograms[..., np.newaxis]])
-        return probabilities.mean(axis=0)
-
-
-def top_tags(path: str | Path, model_dir: str | Path, k: int = 5, *, min_duration_s: float,
-             silence_dbfs: float) -> list[tuple[str, float]]:
-    """The one-call API: the `k` most likely tags of an audio file, with their probabilities, from the model
-    trained into `model_dir` (the pipeline's: `data/model`); the file checks as in `Tagger.tag_file`."""
-    tagger = Tagger(model_dir)
-    probabilities = tagger.tag_file(path, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
-    order = np.argsort(probabilities)[::-1][:k]
-    return [(tagger.tag_names[i], float(probabilities[i])) for i in order]

@@ -1,11 +1,15 @@
-"""Tagging a library: every audio file under some folders, with a trained model, one bad file costing itself.
+"""Tagging audio files with a trained model (musictag.inference.tagger): one file, or a whole library.
 
-Files are checked and decoded in bounded workers (musictag.audio.workers) while the parent runs the model, so
-decoding and inference overlap; each file is decoded once (the check keeps its audio), and windows of
-several files are predicted in one batch. Each file is
-either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
-(`windows="all"`, as Tagger.tag_file does, in its own process), or the middle window only (`"middle"`, the pipeline's
-own front end: what the model was trained on). Results stream out in input order.
+Two levels, as in musicnn: `top_tags(path, model_dir)` is the one call a user makes, and `tag_file` gives
+one file's probabilities (n_tags,), decoded in this process. `tag_files` tags every audio file under some
+folders, one bad file costing itself: files are checked and decoded in bounded workers
+(musictag.audio.workers) while the parent runs the model, so decoding and inference overlap; each file is
+decoded once (the check keeps its audio), and windows of several files are predicted in one batch. Each
+file is either its whole length cut into consecutive 29.12 s windows whose predictions are averaged
+(`windows="all"`, as `tag_file` does), or the middle window only (`"middle"`, the pipeline's own front
+end: what the model was trained on). Results stream out in input order. A file is usable by the clean
+stage's rules with the given `min_duration_s` and `silence_dbfs` (params.yaml's clean section in the
+pipeline).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from tqdm import tqdm
 
 from musictag.errors import MusictagError
 from musictag.audio.workers import BoundedPool, Failure, stderr_to_devnull
+from musictag.inference.tagger import Tagger
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
 _MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # None: the system's temporary folder
@@ -54,6 +59,32 @@ def find_audio(paths: Iterable[str | Path]) -> list[str]:
         else:
             found.append(str(path))
     return found
+
+
+def top_tags(path: str | Path, model_dir: str | Path, k: int = 5, *, min_duration_s: float,
+             silence_dbfs: float) -> list[tuple[str, float]]:
+    """The one-call API: the `k` most likely tags of an audio file, with their probabilities, from the model
+    trained into `model_dir` (the pipeline's: `data/model`); the file checks as in `tag_file`."""
+    tagger = Tagger(model_dir)
+    probabilities = tag_file(tagger, path, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
+    order = np.argsort(probabilities)[::-1][:k]
+    return [(tagger.tag_names[i], float(probabilities[i])) for i in order]
+
+
+def tag_file(tagger: Tagger, path: str | Path, *, min_duration_s: float, silence_dbfs: float) -> np.ndarray:
+    """Tag probabilities (n_tags,) of one audio file of any length, by `tagger`.
+
+    A file longer than one input window is cut into consecutive windows of `duration_s` (the last one
+    zero-padded) and their predictions are averaged. The file must be usable by the clean stage's rules
+    with these settings (params.yaml's clean section in the pipeline): one that is shorter than
+    `min_duration_s`, or quieter than `silence_dbfs` throughout, is a one-line MusictagError. Decoded as
+    the pipeline decodes, in this process (`musictag tag` bounds each file's time and memory).
+    """
+    spectrograms = window_spectrograms(str(path), tagger.config["front_end"], "all", min_duration_s, silence_dbfs)
+    if isinstance(spectrograms, Failure):
+        raise MusictagError(spectrograms.message(path))
+    probabilities, _ = tagger.predict_batches([spectrograms[..., np.newaxis]])
+    return probabilities.mean(axis=0)
 
 
 def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
