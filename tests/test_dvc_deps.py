@@ -143,6 +143,8 @@ def _check(dvc_yaml: Path) -> list[str]:
         problems += [f"{name}: lists {m}, which it does not import" for m in sorted(listed_modules - needed)]
         if str(script.relative_to(REPO_ROOT)) not in deps:
             problems.append(f"{name}: its script {script.relative_to(REPO_ROOT)} is not in deps")
+        problems += [f"{name}: lists {d}, which does not exist" for d in sorted(deps)
+                     if not d.startswith("data/") and not (REPO_ROOT / d).exists()]
         listed = {p for p in stage.get("params", []) if isinstance(p, str)}
         replaced = frozenset(REPLACED.get(name, ()))
         problems += [f"{name}: reads params {k}, not listed" for k in sorted(params_read(script))
