@@ -28,9 +28,9 @@ import soundfile
 from threadpoolctl import threadpool_limits
 
 from musictag.datasets.manifest import Manifest
+from musictag.features.extraction import extract
 from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
-from musictag.features.extraction import extract
 
 
 def plain_librosa(path: str, sample_rate_hz: int, duration_s: float, n_fft: int, hop_length: int,

@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/songs.py: tagger-like probabilities
 from songs import synthetic_probabilities  # noqa: E402
 
-from musictag.params import defaults  # noqa: E402
 from musictag.inference.predictions import Predictions  # noqa: E402
 from musictag.inference.recommendation import RecommendIndex, _one_thread  # noqa: E402
+from musictag.params import defaults  # noqa: E402
 
 RECOMMEND = defaults("recommend")  # params.yaml's: the index the pipeline builds
 

@@ -22,11 +22,11 @@ import soundfile
 import soxr
 
 from musictag.audio.frontend import log_mel
-from musictag.inference.audio_tagging import tag_files
 from musictag.datasets.manifest import Manifest
+from musictag.inference.audio_tagging import tag_files
+from musictag.inference.tagger import Tagger
 from musictag.params import defaults
 from musictag.paths import DATA_DIR, resolve
-from musictag.inference.tagger import Tagger
 
 
 def full_length_tracks(clip_paths: list[str], out_dir: Path, seed: int = 0) -> list[str]:

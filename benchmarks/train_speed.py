@@ -381,10 +381,10 @@ def run_pipeline(args) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from musictag.model.acceleration import accelerate
-    from musictag.model.architectures import build_model
     from musictag.features.shard_dataset import make_dataset
     from musictag.features.shard_reader import read_index
+    from musictag.model.acceleration import accelerate
+    from musictag.model.architectures import build_model
 
     index = read_index(SHARDS)
     n_mels, n_frames = index["spectrogram_shape"]

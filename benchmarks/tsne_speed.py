@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/songs.py: tagger-like probabilities
 from songs import synthetic_probabilities  # noqa: E402
 
-from musictag.params import defaults  # noqa: E402
 from musictag.inference.tag_map import embed, neighbourhood_kept
+from musictag.params import defaults  # noqa: E402
 
 
 def main() -> None:

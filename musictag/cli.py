@@ -10,8 +10,8 @@ from pathlib import Path
 
 from musictag import __version__
 from musictag.datasets.adapters import DATASETS
-from musictag.errors import MusictagError, run_main
 from musictag.datasets.manifest import Manifest
+from musictag.errors import MusictagError, run_main
 from musictag.paths import DATA_DIR, resolve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the messages that matter
@@ -29,8 +29,8 @@ def _list_datasets(_: argparse.Namespace) -> None:
 def _tag(args: argparse.Namespace) -> None:
     """Tags for each file, and every audio file under each folder; a file that cannot be tagged gets
     one line on stderr and the run goes on (exit status 1 at the end if any was not tagged)."""
-    from musictag.inference.audio_tagging import ResultWriter, find_audio, tag_files
     from musictag.audio.workers import Failure
+    from musictag.inference.audio_tagging import ResultWriter, find_audio, tag_files
     from musictag.inference.tagger import Tagger
 
     tagger = Tagger(resolve(args.model_dir))
@@ -153,8 +153,8 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     song_vectors of its probabilities and embedding (the index's `features`)."""
     import numpy as np
 
-    from musictag.inference.audio_tagging import tag_files
     from musictag.audio.workers import Failure
+    from musictag.inference.audio_tagging import tag_files
     from musictag.inference.predictions import Predictions
     from musictag.inference.recommendation import song_vectors
     from musictag.inference.tagger import Tagger

@@ -1,6 +1,6 @@
 """Stage `catalogue`: the songs to recommend from, tagged from audio when they are not the training data's."""
-from musictag.inference.catalogue import build_catalogue
 from musictag.errors import run_main
+from musictag.inference.catalogue import build_catalogue
 from musictag.params import load_params
 from musictag.paths import DATA_DIR
 

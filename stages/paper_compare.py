@@ -5,11 +5,11 @@ import os
 import platform
 
 from musictag.datasets.categories import tag_categories
-from musictag.errors import run_main
-from musictag.files import write_json
 from musictag.datasets.manifest import Manifest
-from musictag.evaluation.paper.statistics import compare, headline_metrics, load_runs
+from musictag.errors import run_main
 from musictag.evaluation.paper.report import library_versions, write_report
+from musictag.evaluation.paper.statistics import compare, headline_metrics, load_runs
+from musictag.files import write_json
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 

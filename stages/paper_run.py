@@ -8,15 +8,15 @@ import platform
 
 import pandas as pd
 
-from musictag.model.engines import select_backend
 from musictag.errors import run_main
-from musictag.files import write_json
-from musictag.evaluation.scores import align_ground_truth, tag_metrics
 from musictag.evaluation.paper.runs import MODEL_DIR, TIMING, describe_cost, expected_seconds, run_name, schedule
+from musictag.evaluation.scores import align_ground_truth, tag_metrics
+from musictag.features.shard_reader import read_index
+from musictag.files import write_json
+from musictag.inference.tagger import Tagger
+from musictag.model.engines import select_backend
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR, train_recovery_dir
-from musictag.features.shard_reader import read_index
-from musictag.inference.tagger import Tagger
 
 
 def main() -> None:

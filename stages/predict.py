@@ -1,9 +1,9 @@
 """Stage `predict`: the trained model's tag probabilities and embeddings for every clip, saved once."""
-from musictag.model.engines import select_backend
 from musictag.errors import run_main
+from musictag.inference.tagger import Tagger
+from musictag.model.engines import select_backend
 from musictag.params import load_params
 from musictag.paths import DATA_DIR
-from musictag.inference.tagger import Tagger
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ import json
 
 from musictag.errors import run_main
 from musictag.files import write_json
+from musictag.inference.recommendation import build_recommendations
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.inference.recommendation import build_recommendations
 
 
 def main() -> None:

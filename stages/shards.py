@@ -1,12 +1,12 @@
 """Stage `shards`: shuffled TFRecord shards per split, an index for training, and a round-trip check."""
 import json
 
-from musictag.errors import run_main
-from musictag.files import write_json
 from musictag.datasets.manifest import Manifest
+from musictag.errors import run_main
+from musictag.features.shard_writer import roundtrip_error, write_shards
+from musictag.files import write_json
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.features.shard_writer import roundtrip_error, write_shards
 
 
 def main() -> None:

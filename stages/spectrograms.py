@@ -1,11 +1,11 @@
 """Stage `spectrograms`: the seed's Algorithm 1 log-mel for every usable clip, in a few large files."""
 import json
 
-from musictag.errors import run_main
 from musictag.datasets.manifest import Manifest
+from musictag.errors import run_main
+from musictag.features.extraction import extract
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, REPO_ROOT
-from musictag.features.extraction import extract
 
 
 def main() -> None:

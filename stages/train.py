@@ -1,9 +1,9 @@
 """Stage `train`: the architecture named by the `model` param, trained on the shards (`dvc exp run -S model=k1c2`)."""
 import json
 
-from musictag.model.engines import select_backend
 from musictag.errors import run_main
 from musictag.files import write_json
+from musictag.model.engines import select_backend
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR, train_recovery_dir
 

@@ -9,9 +9,9 @@ import shutil
 
 from musictag.errors import run_main
 from musictag.files import write_json
+from musictag.inference.tag_map import build_map
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
-from musictag.inference.tag_map import build_map
 
 
 def main() -> None:

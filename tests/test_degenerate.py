@@ -9,12 +9,12 @@ import pytest
 from songs import catalogue
 
 from musictag.evaluation.evaluate import evaluate
-from musictag.evaluation.paper.statistics import Run, compare, headline_metrics
 from musictag.evaluation.paper.report import write_report
-from musictag.params import defaults
+from musictag.evaluation.paper.statistics import Run, compare, headline_metrics
 from musictag.inference.predictions import Predictions
 from musictag.inference.recommendation import build_recommendations
 from musictag.inference.tag_map import all_alike, build_map, embed
+from musictag.params import defaults
 
 N_SONGS, N_TAGS = 40, 16
 

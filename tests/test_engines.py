@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from musictag.features import shard_reader
 from musictag.errors import MusictagError
+from musictag.features import shard_reader
 from musictag.params import defaults
 
 
@@ -77,9 +77,9 @@ def jax_run(tiny_shards, tmp_path_factory):
     result = run_under_jax(f"""
         import json, sys
         import numpy as np
-        from musictag.params import defaults
         from musictag.inference.tagger import Tagger
         from musictag.model.training import train
+        from musictag.params import defaults
         summary = train({str(tiny_shards)!r}, {str(out / 'model')!r}, {str(out / 'recovery')!r}, {str(out / 'live')!r},
                         model="k2c1", hyperparameters={{}}, timing_csv={str(out / 'timing.csv')!r},
                         **defaults("train", epochs=2, batch_size=8, learning_rate=1e-3, shuffle_buffer=16, seed=5,
@@ -166,8 +166,8 @@ def test_jax_trains_in_bfloat16(tiny_shards, tmp_path):
     deadlock waiting for threads, so data parallelism needs a machine with several GPUs to be checked.)"""
     result = run_under_jax(f"""
         import json, keras
-        from musictag.params import defaults
         from musictag.model.training import train
+        from musictag.params import defaults
         summary = train({str(tiny_shards)!r}, {str(tmp_path / 'model')!r}, {str(tmp_path / 'recovery')!r},
                         {str(tmp_path / 'live')!r}, model="k2c1", hyperparameters={{}},
                         **defaults("train", epochs=1, batch_size=8, learning_rate=1e-3, shuffle_buffer=16, seed=5,

@@ -11,10 +11,10 @@ from dvc_repo import DvcRepo
 from audio_files import BAD_FILES, write
 
 from musictag.datasets.manifest import Manifest
-from musictag.params import defaults
-from musictag.features.shard_writer import write_shards
 from musictag.features.extraction import extract
+from musictag.features.shard_writer import write_shards
 from musictag.features.spectrogram_store import SpectrogramStore
+from musictag.params import defaults
 
 # extract's params beside the front end, and write_shards': params.yaml's, in small chunks and shards
 SPECTROGRAMS = {key: value for key, value in defaults("spectrograms", chunk_size=2, workers=2).items()
@@ -90,8 +90,8 @@ def test_bad_params_fail_at_once_with_one_line(tmp_path, stage, key, value, name
 SLOW_EXTRACTION = """
 import time
 from pathlib import Path
-from musictag.features import extraction as spectrograms
 from musictag.audio.decoding import spectrogram_of
+from musictag.features import extraction as spectrograms
 
 def slow(path, **front_end):
     time.sleep(0.3)
@@ -103,8 +103,8 @@ spectrograms.extract({ids!r}, {paths!r}, Path({out!r}), {front_end!r}, **{settin
 SLOW_SHARDING = """
 import time
 from pathlib import Path
-from musictag.features import shard_writer as records
 from musictag.datasets.manifest import Manifest
+from musictag.features import shard_writer as records
 from musictag.features.spectrogram_store import SpectrogramStore
 
 read_row = SpectrogramStore.__getitem__

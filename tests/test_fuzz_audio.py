@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from musictag.audio.checks import REJECT_REASONS, check_audio, check_window
 from musictag.audio.decoding import spectrogram_of
 from musictag.audio.frontend import warm_up
+from musictag.audio.workers import BoundedPool, Failure
 from musictag.errors import MusictagError
 from musictag.params import defaults
-from musictag.audio.workers import BoundedPool, Failure
 
 CASES = int(os.environ.get("MUSICTAG_FUZZ_CASES", "300"))
 TIMEOUT_S, MEMORY_LIMIT_MB = 30.0, 1024.0  # clean's and extraction's defaults are 120 s / 60 s and 1024 MB

@@ -16,8 +16,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from musictag.errors import MusictagError
 from musictag.datasets.manifest import Manifest
+from musictag.errors import MusictagError
 from musictag.evaluation.experiments import (
     confidence_intervals_from_experiments,
     experiments_metrics,

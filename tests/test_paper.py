@@ -13,14 +13,14 @@ from dvc_repo import build_shards_repo
 
 from musictag.datasets.categories import tag_categories
 from musictag.errors import MusictagError
-from musictag.evaluation.paper.statistics import interval, paired_bootstrap, rank_auc
 from musictag.evaluation.paper.figures import spread_labels
 from musictag.evaluation.paper.report import p_value
 from musictag.evaluation.paper.runs import ACCURACY_PREDICTIONS, PREDICTIONS, planned_epochs, schedule
-from musictag.params import defaults
+from musictag.evaluation.paper.statistics import interval, paired_bootstrap, rank_auc
 from musictag.inference.predictions import Predictions
-from musictag.model.training import stalled
 from musictag.inference.tag_map import all_alike
+from musictag.model.training import stalled
+from musictag.params import defaults
 
 
 @pytest.fixture(scope="module")

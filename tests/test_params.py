@@ -109,14 +109,14 @@ def _choices(section, key: str) -> set:
 
 
 def test_the_schema_s_choices_are_the_registries():
-    from musictag.datasets.categories import CATEGORIES
     from musictag.datasets.adapters import DATASETS
-    from musictag.model.engines import ENGINES
-    from musictag.model.architectures import MODELS
-    from musictag.features.shard_dataset import SPECTROGRAM_DTYPES
+    from musictag.datasets.categories import CATEGORIES
     from musictag.features.extraction import EXECUTORS
-    from musictag.model.training import MIXED_PRECISION
+    from musictag.features.shard_dataset import SPECTROGRAM_DTYPES
     from musictag.inference.tag_map import PALETTE
+    from musictag.model.architectures import MODELS
+    from musictag.model.engines import ENGINES
+    from musictag.model.training import MIXED_PRECISION
 
     assert _choices(schema.Params, "model") == set(MODELS) == _names(schema.Paper.model_fields["architectures"]
                                                                         .annotation)
@@ -144,17 +144,17 @@ def _library_calls():
     """(function, params values it takes as keyword arguments) for every library function a stage hands a
     params section to."""
     from musictag.audio import checks, decoding, frontend
-    from musictag.inference import catalogue
     from musictag.datasets import cleaning
     from musictag.datasets import corpus
     from musictag.datasets import adapters as datasets
     from musictag.evaluation import evaluate as metrics
     from musictag.evaluation.paper import statistics as paper
     from musictag.features import shard_writer as records
-    from musictag.inference import recommendation as recommend
     from musictag.features import extraction as spectrograms
-    from musictag.model import training
+    from musictag.inference import catalogue
+    from musictag.inference import recommendation as recommend
     from musictag.inference import tag_map as tsne_map
+    from musictag.model import training
 
     params = schema.load_params()
     front_end = params["spectrograms"]["front_end"]

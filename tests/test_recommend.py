@@ -3,12 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musictag.errors import MusictagError
 from musictag.datasets.manifest import Manifest
+from musictag.errors import MusictagError
 from songs import synthetic_probabilities
 
-from musictag.params import defaults
 from musictag.inference.recommendation import RecommendIndex, build_recommendations, retrieval_metrics
+from musictag.params import defaults
 
 
 @pytest.fixture(scope="module")

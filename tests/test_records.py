@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 from conftest import tree_bytes, write_store
 
-from musictag.errors import MusictagError
 from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest
-from musictag.params import defaults
+from musictag.errors import MusictagError
 from musictag.features.shard_dataset import make_dataset
-from musictag.features.shard_writer import roundtrip_error, write_shards
 from musictag.features.shard_reader import read_index, steps_per_epoch
+from musictag.features.shard_writer import roundtrip_error, write_shards
+from musictag.params import defaults
 
 SHAPE = (16, 64)  # (n_mels, n_frames): small, yet large enough that float16 halves an example
 N_TAGS = 5

@@ -9,13 +9,12 @@ import pytest
 import soundfile
 from conftest import FRONT_END as PARAMS_FRONT_END
 
-from musictag.features import extraction as spectrograms
 from musictag.audio.decoding import spectrogram_of
 from musictag.errors import MusictagError
-from musictag.params import defaults
-
+from musictag.features import extraction as spectrograms
 from musictag.features.extraction import _chunk_name, extract
 from musictag.features.spectrogram_store import SpectrogramStore
+from musictag.params import defaults
 
 FRONT_END = {**PARAMS_FRONT_END, "duration_s": 3.0}
 # extract's params beside the front end: params.yaml's, in chunks of two songs on two local workers

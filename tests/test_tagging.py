@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import soundfile
 
-from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
 from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
-from musictag.params import defaults
+from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.inference.predictions import Predictions
 from musictag.inference.recommendation import RecommendIndex, song_vectors
 from musictag.inference.tagger import Tagger
+from musictag.params import defaults
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):

@@ -12,8 +12,8 @@ import pytest
 from conftest import kill_9_when
 
 from musictag.errors import MusictagError
-from musictag.params import defaults
 from musictag.model.training import train
+from musictag.params import defaults
 
 # train()'s arguments after the folders, but epochs (each test sets its own): params.yaml's train section, quick
 FAST = {"model": "k2c1", "hyperparameters": {},

@@ -10,10 +10,10 @@ import pytest
 import soundfile
 from songs import NASTY, catalogue
 
-from musictag.errors import MusictagError
 from musictag.datasets.manifest import Manifest
-from musictag.params import defaults
+from musictag.errors import MusictagError
 from musictag.inference.tag_map import build_map, colour_by_top_tag, embed, page_json, select_rows
+from musictag.params import defaults
 
 def page_data(html: str) -> dict:
     match = re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S)

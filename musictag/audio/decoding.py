@@ -25,9 +25,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from musictag.audio.frontend import finite_log_mel
 from musictag.errors import MusictagError
 from musictag.files import first_line
-from musictag.audio.frontend import finite_log_mel
 
 # Extra audio read on each side of the window so that the resampler's edge transient falls
 # outside it. soxr 'HQ' agrees with a whole-file resample to float32 rounding (<= 4e-7) from

@@ -23,7 +23,6 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from musictag.errors import MusictagError
 
 Job = TypeVar("Job")
 

@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest, grouped_split
 from musictag.errors import MusictagError
 from musictag.files import reading
-from musictag.datasets.manifest import BASE_COLUMNS, SPLITS, Manifest, grouped_split
 
 
 def build_embedded(**options) -> Manifest:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from musictag.audio.checks import REJECT_REASONS, check_many
-from musictag.files import write_csv
 from musictag.datasets.manifest import SPLITS, Manifest
+from musictag.files import write_csv
 
 
 def clean_manifest(manifest_path: Path, kept_path: Path, rejects_path: Path, reasons_path: Path,

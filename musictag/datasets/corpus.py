@@ -33,9 +33,9 @@ import pandas as pd
 import soundfile
 from tqdm import tqdm
 
+from musictag.datasets.manifest import Manifest, grouped_split
 from musictag.errors import MusictagError
 from musictag.files import replace_dir, write_atomic
-from musictag.datasets.manifest import Manifest, grouped_split
 
 ERAS = ["medieval", "renaissance", "baroque", "classical", "romantic", "folk"]
 FORMS = ["chorale", "mass", "madrigal", "fiddle tune", "folk song", "air", "string quartet"]

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from musictag.audio.decoding import spectrogram_of
 from musictag.audio.frontend import spectrogram_shape, warm_up
-from musictag.errors import MusictagError
-from musictag.files import first_line, replace_dir, write_atomic
 from musictag.audio.workers import BoundedPool, Failure, in_order
+from musictag.errors import MusictagError
 from musictag.features.spectrogram_store import INDEX_NAME, start_chunk, write_index, write_row
+from musictag.files import first_line, replace_dir, write_atomic
 
 FAILED_SUFFIX = ".failed.json"  # beside each finished scratch chunk: the songs that failed in it
 

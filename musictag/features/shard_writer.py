@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from musictag.errors import MusictagError
-from musictag.files import first_line, replace_dir, write_atomic
 from musictag.datasets.manifest import SPLITS, Manifest
+from musictag.errors import MusictagError
 from musictag.features.shard_dataset import make_dataset
 from musictag.features.shard_reader import INDEX_NAME, read_index, split_entry
 from musictag.features.spectrogram_store import SpectrogramStore
+from musictag.files import first_line, replace_dir, write_atomic
 
 FLOAT16_SMALLEST_NORMAL = float(np.finfo(np.float16).smallest_normal)  # ~6.1e-5; below it spacing is 2**-24
 

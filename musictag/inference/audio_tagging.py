@@ -26,8 +26,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from musictag.errors import MusictagError
 from musictag.audio.workers import BoundedPool, Failure, stderr_to_devnull
+from musictag.errors import MusictagError
 from musictag.inference.tagger import Tagger
 
 OUTPUT_FORMATS = (".jsonl", ".csv")

@@ -117,8 +117,8 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
 def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows: str, timeout_s: float,
                memory_limit_mb: float, file_checks: dict):
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
-    from musictag.inference.audio_tagging import tag_files
     from musictag.audio.workers import Failure
+    from musictag.inference.audio_tagging import tag_files
     from musictag.inference.tagger import Tagger
 
     tagger = Tagger(model_dir)

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from musictag.features import shard_reader
 from musictag.errors import MusictagError
+from musictag.features import shard_reader
 
 
 def select_backend(name: str) -> None:

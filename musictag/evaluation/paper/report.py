@@ -18,12 +18,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musictag.evaluation.paper import figures as paper_figures
 from musictag.dissertation import dissertation_facts
-from musictag.files import write_atomic
 from musictag.evaluation.evaluate import pick_songs, top_tags_rows
-from musictag.evaluation.paper.statistics import HEADLINES, Run, seed_claims
+from musictag.evaluation.paper import figures as paper_figures
 from musictag.evaluation.paper.runs import run_name
+from musictag.evaluation.paper.statistics import HEADLINES, Run, seed_claims
+from musictag.files import write_atomic
 from musictag.inference.tag_map import all_alike
 
 MSD_TRAINING_CLIPS = 201_680  # Choi et al.'s training split, which the seed's epoch times are for

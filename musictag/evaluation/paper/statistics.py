@@ -25,8 +25,8 @@ from scipy import special, stats
 from musictag.dissertation import dissertation_facts
 from musictag.errors import MusictagError
 from musictag.evaluation.intervals import confidence_interval
-from musictag.evaluation.scores import align_ground_truth, tag_metrics
 from musictag.evaluation.paper.runs import ACCURACY_PREDICTIONS, MODEL_DIR, PREDICTIONS, TIMING, run_name
+from musictag.evaluation.scores import align_ground_truth, tag_metrics
 from musictag.inference.predictions import Predictions
 from musictag.inference.tag_map import all_alike
 
