@@ -8,6 +8,7 @@ as `make venv` leaves them), so `.venv/bin/musictag` there works on the copy. Th
 make test) is left out: CI runs it. About three minutes on two cores, most of it in the README's own
 `dvc exp run` lines.
 """
+import ast
 import re
 import subprocess
 import sys
@@ -100,6 +101,16 @@ def test_measurements_live_in_docs_performance_with_their_machine_and_date():
     for item in (" ".join(item.split()) for item in items):
         assert any(m in item for m in machines) or "machine not named" in item, item[:80]
         assert re.search(r"recorded 20\d\d-\d\d-\d\d", item), item[:80]
+
+
+def test_the_crash_recovery_modules_are_those_training_hashes():
+    """The README lists the modules whose code keys a run's recovery state: exactly training's CODE_MODULES."""
+    source = (REPO_ROOT / "musictag" / "model" / "training.py").read_text()
+    assigned = next(node for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                    and any(getattr(target, "id", None) == "CODE_MODULES" for target in node.targets))
+    hashed = {name.removeprefix("musictag.").replace(".", "/") + ".py" for name in ast.literal_eval(assigned.value)}
+    listed = re.search(r"CODE_MODULES` names \(([^)]*)\)", README.read_text()).group(1)
+    assert set(re.findall(r"`([\w/]+\.py)`", listed)) == hashed
 
 
 def install_venv(repo_path: Path) -> None:
