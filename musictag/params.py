@@ -53,6 +53,7 @@ class EmbeddedData(Section):
     clip_duration_s: Positive
     split_fractions: SplitFractions
     audio_dir: str
+    soundfonts: Annotated[list[str], Field(min_length=1)]  # file names or paths (musictag.datasets.corpus)
     workers: Count
 
 
@@ -198,6 +199,12 @@ class Paper(Section):
     bootstrap_seed: int
 
 
+class Shift(Section):
+    soundfonts: Annotated[list[str], Field(min_length=1)]  # held out of training (musictag.evaluation.shift)
+    split: Split
+    workers: Count
+
+
 class Evaluate(Section):
     top_songs: PositiveInt
     top_k: PositiveInt
@@ -254,6 +261,7 @@ class Params(Section):
     paper: Paper
     models: dict[ModelName, dict]  # per-architecture keyword arguments of musictag.model.architectures' builders
     evaluate: Evaluate
+    shift: Shift
     ci: Ci
     recommend: Recommend
     catalogue: Catalogue

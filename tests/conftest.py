@@ -18,6 +18,7 @@ select_backend("tensorflow")  # as the stage scripts do, before any test imports
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FRONT_END = defaults("spectrograms")["front_end"]  # params.yaml's, the one home of every default
+SOUNDFONT = "TimGM6mb.sf2"  # the one soundfont every machine has (pretty_midi's wheel): tests render with it
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,8 @@ def tiny_corpus(tmp_path_factory):
 
     audio_dir = tmp_path_factory.mktemp("corpus") / "audio"
     manifest = build_corpus(n_clips=8, seed=7, sample_rate_hz=16000, clip_duration_s=29.12,
-                            split_fractions=[0.6, 0.2, 0.2], audio_dir=str(audio_dir), workers=2)
+                            split_fractions=[0.6, 0.2, 0.2], audio_dir=str(audio_dir), soundfonts=[SOUNDFONT],
+                            workers=2)
     return manifest, audio_dir
 
 

@@ -1,7 +1,10 @@
 """The embedded corpus: real audio of the right length, tags from real metadata and analysis."""
+import shutil
+
 import numpy as np
 import pytest
 import soundfile
+from conftest import SOUNDFONT
 
 from musictag.datasets import corpus
 from musictag.errors import MusictagError
@@ -18,6 +21,7 @@ def test_clips_are_29_12_s_non_silent_flac(tiny_corpus):
     report = corpus.audio_report(list(manifest.clips["audio_path"]))
     assert report["min_rms_dbfs"] > -60
     assert sorted(p.name for p in audio_dir.iterdir()) == sorted(f"{i}.flac" for i in manifest.clips["id"])
+    assert (manifest.clips["soundfont"] == SOUNDFONT).all()  # recorded per clip, kept by the manifest
 
 
 def test_every_clip_has_era_texture_and_instrument_tags(tiny_corpus):
@@ -62,15 +66,51 @@ def test_interleaved_order_is_seeded_and_balanced():
     assert head.count("essenFolksong") < 20  # 8,500 folk songs do not swamp the rest
 
 
+def _render(work, folder, soundfonts):
+    folder.mkdir()
+    row = corpus.render_work(work, 3, 12000, 5.0, str(folder), tuple(soundfonts))
+    return row, soundfile.read(folder / f"{work.clip_id}.flac")[0]
+
+
 def test_render_is_deterministic_per_clip(tmp_path):
     work = next(w for w in corpus.list_works() if w.clip_id == "bach-bwv389")
-    row_a = corpus.render_work(work, 3, 12000, 5.0, str(tmp_path / "a"))  if (tmp_path / "a").mkdir() is None else None
-    row_b = corpus.render_work(work, 3, 12000, 5.0, str(tmp_path / "b")) if (tmp_path / "b").mkdir() is None else None
-    assert row_a["tags"] == row_b["tags"]
-    audio_a, _ = soundfile.read(tmp_path / "a" / "bach-bwv389.flac")
-    audio_b, _ = soundfile.read(tmp_path / "b" / "bach-bwv389.flac")
+    soundfont = corpus.find_soundfont(SOUNDFONT, "test")
+    row_a, audio_a = _render(work, tmp_path / "a", [soundfont])
+    row_b, audio_b = _render(work, tmp_path / "b", [soundfont])
+    assert row_a == row_b and row_a["soundfont"] == SOUNDFONT
     np.testing.assert_array_equal(audio_a, audio_b)
     assert {"baroque", "chorale", "four voices"} <= set(row_a["tags"])
+
+
+def test_the_soundfont_draw_changes_nothing_else_about_a_clip(tmp_path):
+    """Two soundfonts with the same samples under two names: every clip is the same audio whichever it
+    draws, so the draw took nothing from the stream of the window, tempo, instruments and velocities; and
+    the draws use both."""
+    same = corpus.find_soundfont(SOUNDFONT, "test")
+    twin = tmp_path / "Twin.sf2"
+    shutil.copyfile(same, twin)
+    works = [w for w in corpus.list_works() if w.collection == "bach"][:6]
+    drawn = set()
+    for work in works:
+        row_one, audio_one = _render(work, tmp_path / f"{work.clip_id}-one", [same])
+        row_two, audio_two = _render(work, tmp_path / f"{work.clip_id}-two", [same, twin])
+        np.testing.assert_array_equal(audio_one, audio_two)
+        assert {k: v for k, v in row_one.items() if k != "soundfont"} == \
+            {k: v for k, v in row_two.items() if k != "soundfont"}
+        drawn.add(row_two["soundfont"])
+    assert drawn == {SOUNDFONT, "Twin.sf2"}
+
+
+def test_held_out_and_missing_soundfonts_are_one_line_errors(tmp_path):
+    options = {**defaults("data")["embedded"], "n_clips": 3, "audio_dir": str(tmp_path / "a")}
+    with pytest.raises(MusictagError, match=r"data\.embedded\.soundfonts: FluidR3_GM\.sf2 is held out of training"):
+        corpus.build_corpus(**{**options, "soundfonts": [SOUNDFONT, "FluidR3_GM.sf2"]})
+    with pytest.raises(MusictagError, match=r"data\.embedded\.soundfonts: soundfont Nowhere\.sf2 not found "
+                                            r"\(give its path, or list only the soundfonts you have\)"):
+        corpus.build_corpus(**{**options, "soundfonts": ["Nowhere.sf2"]})
+    assert "install Debian's opl3-soundfont" in str(pytest.raises(
+        MusictagError, corpus.find_soundfont, "/nowhere/OPL-3_FM_128M.sf2", "shift.soundfonts").value)
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("pitches, expected", [
@@ -111,7 +151,8 @@ def test_short_tunes_repeat_and_long_works_are_windowed():
 
 
 def test_more_clips_than_works_fail_before_any_work(tmp_path):
-    options = {**defaults("data")["embedded"], "n_clips": 10**6, "audio_dir": str(tmp_path / "a")}
+    options = {**defaults("data")["embedded"], "n_clips": 10**6, "audio_dir": str(tmp_path / "a"),
+               "soundfonts": [SOUNDFONT]}
     with pytest.raises(MusictagError, match=r"data\.embedded\.n_clips: at most \d+ works are available"):
         corpus.build_corpus(**options)
     assert not (tmp_path / "a").exists()

@@ -15,7 +15,7 @@ from musictag.paths import REPO_ROOT
 NOT_DEPS = {"musictag/errors.py"} | {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "musictag").rglob("__init__.py")}
 # Params that choose how a stage runs, not what it writes (parallelism, where a cluster is).
 EXECUTION_ONLY = {"clean.workers", "spectrograms.executor", "spectrograms.workers",
-                  "spectrograms.scheduler_address"}
+                  "spectrograms.scheduler_address", "shift.workers"}
 # Params a stage reads in a section but replaces with its own value: paper runs take `train` but their seed
 # and epoch count come from the matrix and `paper.recipe` (musictag.evaluation.paper.runs.schedule).
 REPLACED = {"run": {"train.seed", "train.epochs"}}

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from conftest import SOUNDFONT
 from dvc_repo import DvcRepo
 
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -12,6 +13,7 @@ def repo(tmp_path_factory):
     repo = DvcRepo(tmp_path_factory.mktemp("dvc"))
     repo.set_param("data.embedded.n_clips", 5)
     repo.set_param("data.embedded.workers", 2)
+    repo.set_param("data.embedded.soundfonts", [SOUNDFONT])
     return repo
 
 

@@ -3,8 +3,11 @@
 MSD audio cannot be shipped, so a fresh clone builds its own catalogue from PyPI packages alone:
 the ~15,000 works indexed by music21's core corpus (Bach chorales, Palestrina masses, Monteverdi
 madrigals, Trecento pieces, Essen folk songs, O'Neill and Ryan fiddle tunes, Aird's airs, Haydn,
-Mozart and Beethoven quartets, ...) are rendered with the General MIDI soundfont that pretty_midi
-ships (TimGM6mb.sf2) through tinysoundfont, one clip of `clip_duration_s` per work.
+Mozart and Beethoven quartets, ...) are rendered with the General MIDI soundfonts listed in
+`data.embedded.soundfonts` through tinysoundfont, one clip of `clip_duration_s` per work, each clip's
+soundfont drawn from a seeded stream of its own (so the list changes nothing else about a clip).
+FluidR3 and every bank built from its samples are held out of training: the `shift` stage renders the
+test split again with them (musictag.evaluation.shift).
 
 Every tag comes from metadata or from analysis of the rendered excerpt, never invented:
   era, form, origin and dance type  <- the collection, title and locale metadata of the score
@@ -25,6 +28,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +61,12 @@ MIN_NOTES_PER_CLIP = 4
 SILENCE_RMS = 1e-4
 PEAK_AFTER_NORMALISATION = 0.89  # -1 dBFS
 DRUM_CHANNEL = 9
+SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"), Path("/usr/share/sounds/sf3"))
+SOUNDFONT_PACKAGES = {  # file name -> the Debian package that installs it (`make soundfonts`)
+    "TimGM6mb.sf2": "timgm6mb-soundfont (or pretty_midi's copy)", "sf_GMbank.sf2": "csound-soundfont",
+    "OPL-3_FM_128M.sf2": "opl3-soundfont", "FluidR3_GM.sf2": "fluid-soundfont-gm",
+}
+HELD_OUT = re.compile(r"fluid|musescore", re.IGNORECASE)  # FluidR3, FluidR3Mono, MuseScore General: FluidR3 samples
 PARAM = "data.embedded"  # where this adapter's options live in params.yaml, for error messages
 
 
@@ -115,11 +125,33 @@ class Work:
     group: str  # the work a clip belongs to, for grouped splits
 
 
-def soundfont_path() -> Path:
-    """General MIDI soundfont shipped inside the pretty_midi wheel."""
+def find_soundfont(name: str, param: str) -> Path:
+    """The soundfont `name`: a path to the file, or a file name found in pretty_midi's wheel (TimGM6mb.sf2)
+    or the system's soundfont folders (SOUNDFONT_DIRS); a one-line error naming `param` and the package
+    that installs it otherwise."""
     import pretty_midi
 
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    path = Path(name).expanduser()
+    candidates = [path] if path.name != name else [*(d / name for d in SOUNDFONT_DIRS),
+                                                    Path(pretty_midi.__file__).parent / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    package = SOUNDFONT_PACKAGES.get(path.name)
+    how = f"install Debian's {package} (`make soundfonts`)" if package else "give its path"
+    raise MusictagError(f"{param}: soundfont {name} not found ({how}, or list only the soundfonts you have)")
+
+
+def training_soundfonts(names: list[str]) -> tuple[Path, ...]:
+    """The soundfonts of `data.embedded.soundfonts`, found; a held-out bank (FluidR3 or one built from its
+    samples) is refused, so the held-out timbre never enters training."""
+    if not names:
+        raise MusictagError(f"{PARAM}.soundfonts: list at least one soundfont")
+    held_out = [name for name in names if HELD_OUT.search(Path(name).name)]
+    if held_out:
+        raise MusictagError(f"{PARAM}.soundfonts: {held_out[0]} is held out of training (FluidR3 samples): "
+                            f"the shift stage tests on it")
+    return tuple(find_soundfont(name, f"{PARAM}.soundfonts") for name in names)
 
 
 def list_works() -> list[Work]:
@@ -189,10 +221,17 @@ def interleave_by_collection(works: list[Work], seed: int) -> list[Work]:
     return order
 
 
-def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
-    """A generator per clip, so a clip renders the same whatever else is in the corpus."""
-    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
+def clip_rng(seed: int, clip_id: str, stream: str = "") -> np.random.Generator:
+    """A generator per clip, so a clip renders the same whatever else is in the corpus; a named `stream`
+    (the soundfont draw) is independent of the clip's main one, so adding a draw there changes no other."""
+    key = f"{seed}:{clip_id}" + (f":{stream}" if stream else "")
+    digest = hashlib.sha256(key.encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def choose_soundfont(seed: int, clip_id: str, soundfonts: tuple[Path, ...]) -> Path:
+    """The clip's soundfont, uniform over `soundfonts`, from its own stream."""
+    return soundfonts[int(clip_rng(seed, clip_id, "soundfont").integers(len(soundfonts)))]
 
 
 def score_notes(score) -> np.ndarray:
@@ -256,12 +295,13 @@ def excerpt(notes_ql: np.ndarray, length_ql: float, qpm: float, clip_duration_s:
 
 
 def render(notes_s: np.ndarray, programs: list[int], sample_rate_hz: int, n_samples: int,
-           rng: np.random.Generator) -> np.ndarray:
-    """Mono float32 audio of the notes, synthesised with the GM soundfont (one channel per part)."""
+           rng: np.random.Generator, soundfont: Path) -> np.ndarray:
+    """Mono float32 audio of the notes, synthesised with the GM `soundfont` (one channel per part). A fresh
+    synthesiser every clip: one reused keeps voices and modulators that change the next clip's samples."""
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=sample_rate_hz)
-    font = synth.sfload(str(soundfont_path()))
+    font = synth.sfload(str(soundfont))
     channels = [c for c in range(16) if c != DRUM_CHANNEL]
     for part, program in enumerate(programs):
         synth.program_select(channels[part], font, 0, program)
@@ -362,9 +402,10 @@ def metadata_tags(work: Work) -> set[str]:
     return tags
 
 
-def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: float,
-                audio_dir: str) -> dict | str:
-    """Parse, excerpt, render, analyse and write one clip. Returns its manifest row, or why it was skipped."""
+def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: str,
+                soundfonts: tuple[Path, ...]) -> dict | str:
+    """Parse, excerpt, render with one of `soundfonts` (`choose_soundfont`), analyse and write one clip.
+    Returns its manifest row, or why it was skipped."""
     from music21 import corpus
 
     rng = clip_rng(seed, work.clip_id)
@@ -386,7 +427,8 @@ def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: flo
         return f"{work.source_path}: only {len(notes_s)} notes in the excerpt"
     programs = choose_programs(n_parts, rng)
     n_samples = int(round(clip_duration_s * sample_rate_hz))
-    audio = render(notes_s, programs, sample_rate_hz, n_samples, rng)
+    soundfont = choose_soundfont(seed, work.clip_id, soundfonts)
+    audio = render(notes_s, programs, sample_rate_hz, n_samples, rng, soundfont)
     rms = float(np.sqrt(np.mean(audio**2)))
     if rms < SILENCE_RMS:
         return f"{work.source_path}: silent render"
@@ -405,7 +447,7 @@ def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: flo
     tags.update(names_by_program[programs[int(p)]] for p in set(notes_s[:, 3]))
     artist = COLLECTIONS[work.collection].artist or work.composer or work.collection
     return {"id": work.clip_id, "file": path.name, "artist": artist, "title": work.title,
-            "group": work.group, "tags": sorted(tags)}
+            "group": work.group, "tags": sorted(tags), "soundfont": soundfont.name}
 
 
 def audio_report(audio_paths: list[Path]) -> dict:
@@ -423,13 +465,46 @@ def _render_star(args):
     return render_work(*args)
 
 
+def rendered(works: list[Work], seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: Path,
+             soundfonts: tuple[Path, ...], workers: int) -> Iterator[dict | str]:
+    """`render_work` of every work, in order, by `workers` processes (0 = all cores); the caller may stop
+    early (the workers are stopped). Rendering is seeded per clip, so which worker renders what changes nothing."""
+    workers = workers or os.cpu_count() or 1
+    jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(audio_dir), soundfonts) for w in works)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_render_star, jobs, chunksize=2)
+
+
+def render_works(works: list[Work], seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: Path,
+                 soundfonts: tuple[Path, ...], workers: int, desc: str) -> tuple[list[dict], list[str]]:
+    """(rows, reasons skipped) of rendering every one of `works` into `audio_dir`, with a progress bar
+    (`desc`, clips/s, ETA)."""
+    rows, skipped = [], []
+    results = rendered(works, seed, sample_rate_hz, clip_duration_s, audio_dir, soundfonts, workers)
+    for result in tqdm(results, total=len(works), unit="clip", desc=desc):
+        (skipped if isinstance(result, str) else rows).append(result)
+    return rows, skipped
+
+
+def works_by_id(clip_ids) -> dict[str, Work]:
+    """The works of the clips `clip_ids`, by id; a one-line error for an id music21's corpus lacks."""
+    works = {work.clip_id: work for work in list_works()}
+    missing = [i for i in clip_ids if i not in works]
+    if missing:
+        raise MusictagError(f"corpus: {len(missing)} clip(s) not in music21's corpus, e.g. {missing[0]} "
+                            "(another music21 version?)")
+    return works
+
+
 def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: float,
-                 split_fractions: list[float], audio_dir: str, workers: int):
-    """Render `n_clips` clips into `audio_dir` (replaced as a whole) and return their Manifest.
+                 split_fractions: list[float], audio_dir: str, soundfonts: list[str], workers: int):
+    """Render `n_clips` clips into `audio_dir` (replaced as a whole) and return their Manifest, each clip
+    with one of `soundfonts` (file names or paths: `find_soundfont`), recorded in its `soundfont` column.
 
     Works are tried in the seeded interleaved order; a score that cannot be used is skipped and the
     next one taken, so the result is deterministic for a given seed and size. `workers=0` uses all cores.
     """
+    fonts = training_soundfonts(soundfonts)
     works = interleave_by_collection(list_works(), seed)
     if n_clips > len(works):
         raise MusictagError(f"{PARAM}.n_clips: at most {len(works)} works are available, got {n_clips}")
@@ -438,13 +513,10 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
     staging_dir = final_dir.with_name(final_dir.name + ".partial")
     shutil.rmtree(staging_dir, ignore_errors=True)
     staging_dir.mkdir(parents=True)
-    workers = workers or os.cpu_count() or 1
     rows, skipped = [], []
     started = time.perf_counter()
-    jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(staging_dir)) for w in works)
-    with multiprocessing.get_context("fork").Pool(workers) as pool, \
-            tqdm(total=n_clips, unit="clip", desc="render corpus") as progress:
-        for result in pool.imap(_render_star, jobs, chunksize=2):
+    with tqdm(total=n_clips, unit="clip", desc="render corpus") as progress:
+        for result in rendered(works, seed, sample_rate_hz, clip_duration_s, staging_dir, fonts, workers):
             if isinstance(result, str):
                 skipped.append(result)
                 if len(skipped) > max(50, len(rows)):
@@ -453,11 +525,10 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
             rows.append(result)
             progress.update()
             if len(rows) == n_clips:
-                pool.terminate()
                 break
     elapsed_s = time.perf_counter() - started
-    print(f"rendered {len(rows)} clips in {elapsed_s:.1f} s ({len(rows) / elapsed_s:.1f} clips/s, "
-          f"{workers} workers); skipped {len(skipped)} unusable scores")
+    print(f"rendered {len(rows)} clips in {elapsed_s:.1f} s ({len(rows) / elapsed_s:.1f} clips/s); "
+          f"skipped {len(skipped)} unusable scores")
 
     kept = {r["file"] for r in rows}
     for leftover in staging_dir.iterdir():  # clips rendered by workers after the quota was met

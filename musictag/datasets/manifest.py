@@ -1,7 +1,8 @@
 """The canonical manifest every dataset adapter produces, and the seeded split they share.
 
-The manifest is a CSV with one row per clip: `id, audio_path, split, artist, title`, then one 0/1
-column per tag named `tag:<name>`, in the dataset's tag order. Everything downstream (clean,
+The manifest is a CSV with one row per clip: `id, audio_path, split, artist, title`, the optional
+`soundfont` (the embedded corpus: which soundfont rendered the clip), then one 0/1 column per tag named
+`tag:<name>`, in the dataset's tag order. Everything downstream (clean,
 spectrograms, shards, training) reads only this file, so a new dataset needs only an adapter
 (musictag.datasets.adapters) that returns a Manifest.
 """
@@ -19,19 +20,21 @@ from musictag.files import write_csv
 
 SPLITS = ("train", "valid", "test")
 BASE_COLUMNS = ["id", "audio_path", "split", "artist", "title"]
+OPTIONAL_COLUMNS = ["soundfont"]  # kept where an adapter gives them
 TAG_PREFIX = "tag:"
 
 
 @dataclass
 class Manifest:
-    """Clips (one row each, BASE_COLUMNS) with their binary tag matrix of shape (n_clips, n_tags)."""
+    """Clips (one row each, BASE_COLUMNS and any OPTIONAL_COLUMNS) with their binary tag matrix of shape
+    (n_clips, n_tags)."""
 
     clips: pd.DataFrame
     tag_names: list[str]
     targets: np.ndarray
 
     def __post_init__(self):
-        self.clips = self.clips[BASE_COLUMNS].reset_index(drop=True)
+        self.clips = self.clips[_columns(self.clips)].reset_index(drop=True)
         self.targets = np.asarray(self.targets, dtype=np.uint8).reshape(len(self.clips), len(self.tag_names))
         bad_splits = set(self.clips["split"]) - set(SPLITS)
         if bad_splits:
@@ -59,7 +62,7 @@ class Manifest:
     @classmethod
     def read(cls, path: Path) -> "Manifest":
         try:
-            frame = pd.read_csv(path, dtype={c: str for c in BASE_COLUMNS}, keep_default_na=False)
+            frame = pd.read_csv(path, dtype={c: str for c in BASE_COLUMNS + OPTIONAL_COLUMNS}, keep_default_na=False)
         except FileNotFoundError:
             raise MusictagError(f"{path}: manifest not found (run `dvc repro dataset`)") from None
         missing = [c for c in BASE_COLUMNS if c not in frame.columns]
@@ -67,7 +70,7 @@ class Manifest:
             raise MusictagError(f"{path}: manifest lacks column(s) {missing}")
         tag_columns = [c for c in frame.columns if c.startswith(TAG_PREFIX)]
         return cls(
-            frame[BASE_COLUMNS],
+            frame[_columns(frame)],
             [c[len(TAG_PREFIX):] for c in tag_columns],
             frame[tag_columns].to_numpy(dtype=np.uint8),
         )
@@ -86,6 +89,10 @@ class Manifest:
         frame = pd.DataFrame({"tag": self.tag_names, **counts})
         frame["all"] = self.targets.sum(axis=0)
         return frame
+
+
+def _columns(frame: pd.DataFrame) -> list[str]:
+    return BASE_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
 
 
 def grouped_split(groups: Sequence[str], fractions: Sequence[float], seed: int) -> list[str]:

@@ -1,0 +1,44 @@
+"""Stage `shift`: the embedded corpus's test split rendered again with soundfonts held out of training and tagged
+by the trained model, per tag family (metrics/shift.json, metrics/shift_families.csv). Another data source has
+no scores to render again: the stage says so and writes that."""
+import json
+
+from musictag.errors import run_main
+from musictag.files import write_csv, write_json
+from musictag.model.engines import select_backend
+from musictag.params import load_params
+from musictag.paths import DATA_DIR, METRICS_DIR
+
+
+def main() -> None:
+    params = load_params()
+    data, shift = params["data"], params["shift"]
+    if data["source"] != "embedded":
+        summary = {"skipped": f"data.source is {data['source']}: only the embedded corpus can be rendered again"}
+        write_json(METRICS_DIR / "shift.json", summary)
+        write_csv(METRICS_DIR / "shift_families.csv", _no_families())
+        print(json.dumps(summary))
+        return
+    select_backend(params["train"]["backend"])  # the backend the model trained on
+    from musictag.evaluation.shift import timbre_shift
+
+    embedded = data["embedded"]
+    headline, families = timbre_shift(DATA_DIR / "model", DATA_DIR / "predictions.npz", DATA_DIR / "clean.csv",
+                                      held_out=shift["soundfonts"], split=shift["split"], seed=embedded["seed"],
+                                      sample_rate_hz=embedded["sample_rate_hz"],
+                                      clip_duration_s=embedded["clip_duration_s"],
+                                      spectrogram_dtype=params["shards"]["spectrogram_dtype"],
+                                      workers=shift["workers"])
+    write_json(METRICS_DIR / "shift.json", headline)
+    write_csv(METRICS_DIR / "shift_families.csv", families)
+    print(json.dumps(headline))
+
+
+def _no_families():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["family", "n_tags"])
+
+
+if __name__ == "__main__":
+    run_main(main)
