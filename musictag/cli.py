@@ -101,8 +101,9 @@ def _confidence_intervals(args: argparse.Namespace) -> None:
 
     defaults = load_params("ci")
     source = [resolve(f) for f in args.metrics_files] if args.metrics_files else _dvc("exp", "show", "--json")
-    table = confidence_intervals_from_experiments(source, args.metric or defaults["metrics"],
-                                                  level=args.level or defaults["level"])
+    chosen = args.metric or (defaults["metrics"] if args.file == "metrics/evaluate.json" else None)
+    table = confidence_intervals_from_experiments(source, chosen, level=args.level or defaults["level"],
+                                                  metrics_file=args.file)
     print(format_intervals(table))
 
 
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("metrics_files", nargs="*", help="one metrics/evaluate.json per run; default: dvc exp show")
     ci.add_argument("--metric", action="append", help="dotted metric name or pattern (repeatable)")
     ci.add_argument("--level", type=float, help="confidence level, default params.yaml ci.level")
+    ci.add_argument("--file", default="metrics/evaluate.json",
+                    help="each experiment's metrics file to read, e.g. metrics/shift.json (default %(default)s; "
+                         "its metrics: params.yaml ci.metrics for evaluate.json, else every number)")
     ci.set_defaults(run=_confidence_intervals)
     cost = commands.add_parser("paper-cost", help="expected wall time of `dvc repro paper/dvc.yaml`, per recipe")
     cost.add_argument("--max-epochs", type=int, help="the converged recipe's cap (default: params.yaml paper.max_epochs)")

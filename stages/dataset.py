@@ -21,9 +21,10 @@ def main() -> None:
     manifest.write(DATA_DIR / "manifest.csv")
     summary = {"source": source, **manifest.summary()}
     if source == "embedded":
-        from musictag.datasets.corpus import audio_report
+        from musictag.datasets.corpus import audio_report, soundfont_digests
 
         summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
+        summary["soundfonts"] = soundfont_digests(data["embedded"]["soundfonts"])  # another file: another corpus
     write_json(METRICS_DIR / "dataset.json", summary)
     positives = manifest.positives_per_tag()  # a plot: one row per tag would swamp `dvc metrics diff`
     write_csv(METRICS_DIR / "dataset_tags.csv", positives)

@@ -239,6 +239,22 @@ def test_metric_files_give_the_same_interval_as_exp_show(tmp_path):
         confidence_intervals_from_experiments([tmp_path / "missing.json", paths[0]], None, level=LEVEL)
 
 
+
+def test_the_ci_command_reads_the_metrics_file_it_is_given(monkeypatch, capsys):
+    """`musictag ci --file metrics/shift.json`: every number of each experiment's shift.json, not evaluate.json's."""
+    from musictag import cli
+
+    def shift_json(drop):
+        return {"metrics/shift.json": {"data": {"split": "test", "drop": {"FluidR3_GM": {"instrument": drop}}}}}
+
+    show = [exp_state("workspace", None, {}), {**exp_state("a" * 40, "main", {}), "experiments": [
+        {"revs": [exp_state(rev * 40, name, shift_json(drop))], "executor": None, "name": name}
+        for rev, name, drop in (("b", "seed-1", 0.02), ("c", "seed-2", 0.04), ("d", "seed-3", 0.03))]}]
+    monkeypatch.setattr(cli, "_dvc", lambda *args: json.dumps(show))
+    cli.main(["ci", "--file", "metrics/shift.json"])
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["drop.FluidR3_GM.instrument", "0.0300", "±"] == lines[1][:3] and lines[1][-1] == "n=3" and len(lines) == 2
+
 # --- the stage -------------------------------------------------------------------------------------------
 
 TAGS = ["rock", "jazz", "never in test", "folk", "piano"]

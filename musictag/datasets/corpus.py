@@ -127,19 +127,30 @@ class Work:
 
 def find_soundfont(name: str, param: str) -> Path:
     """The soundfont `name`: a path to the file, or a file name found in pretty_midi's wheel (TimGM6mb.sf2)
-    or the system's soundfont folders (SOUNDFONT_DIRS); a one-line error naming `param` and the package
-    that installs it otherwise."""
+    or else the system's soundfont folders (SOUNDFONT_DIRS); a one-line error naming `param` and the package
+    that installs it otherwise. The wheel comes first: its pinned TimGM6mb differs from Debian's, and one
+    name must mean the same bytes on every machine."""
     import pretty_midi
 
     path = Path(name).expanduser()
-    candidates = [path] if path.name != name else [*(d / name for d in SOUNDFONT_DIRS),
-                                                    Path(pretty_midi.__file__).parent / name]
+    candidates = [path] if path.name != name else [Path(pretty_midi.__file__).parent / name,
+                                                    *(d / name for d in SOUNDFONT_DIRS)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     package = SOUNDFONT_PACKAGES.get(path.name)
     how = f"install Debian's {package} (`make soundfonts`)" if package else "give its path"
     raise MusictagError(f"{param}: soundfont {name} not found ({how}, or list only the soundfonts you have)")
+
+
+def soundfont_digests(names: list[str]) -> dict[str, str]:
+    """Each soundfont's MD5, by name: the files live outside the repository (pretty_midi's wheel, Debian's
+    packages), so DVC cannot track them; metrics/dataset.json shows when one changes under its name."""
+    digests = {}
+    for name in names:
+        with open(find_soundfont(name, f"{PARAM}.soundfonts"), "rb") as file:
+            digests[name] = hashlib.file_digest(file, "md5").hexdigest()
+    return digests
 
 
 def training_soundfonts(names: list[str]) -> tuple[Path, ...]:
