@@ -101,7 +101,8 @@ def _confidence_intervals(args: argparse.Namespace) -> None:
 
     defaults = load_params("ci")
     source = [resolve(f) for f in args.metrics_files] if args.metrics_files else _dvc("exp", "show", "--json")
-    chosen = args.metric or (defaults["metrics"] if args.file == "metrics/evaluate.json" else None)
+    names = [Path(f).name for f in args.metrics_files] or [Path(args.file).name]
+    chosen = args.metric or (defaults["metrics"] if set(names) == {"evaluate.json"} else None)  # else every number
     table = confidence_intervals_from_experiments(source, chosen, level=args.level or defaults["level"],
                                                   metrics_file=args.file)
     print(format_intervals(table))
