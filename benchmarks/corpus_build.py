@@ -23,7 +23,8 @@ def main() -> None:
         started = time.perf_counter()
         build_corpus(args.clips, seed=2018, sample_rate_hz=args.sample_rate_hz, clip_duration_s=29.12,
                      split_fractions=[0.8, 0.1, 0.1], audio_dir=f"{tmp}/audio",
-                     soundfonts=defaults("data")["embedded"]["soundfonts"], workers=args.workers)
+                     soundfonts=defaults("data")["embedded"]["soundfonts"],
+                     timbre_variation=defaults("data")["embedded"]["timbre_variation"], workers=args.workers)
         elapsed_s = time.perf_counter() - started
     print(f"corpus build: {args.clips} clips in {elapsed_s:.1f} s = {args.clips / elapsed_s:.2f} clips/s "
           f"(workers={args.workers or 'all'}, {args.sample_rate_hz} Hz, includes music21 corpus indexing)")

@@ -6,7 +6,8 @@
 One process, the first `--clips` usable works of the seeded order (as the dataset stage takes them), each
 parsed once (music21: parse, notes, tempo, meter), then synthesised with every soundfont (a fresh
 synthesiser and soundfont load per clip, as musictag.datasets.corpus.render does). Prints ms per clip for
-the parse, and per soundfont for loading it and for the synthesis, so one sees what dominates. Shared
+the parse, and per soundfont for loading it and for the synthesis (the render less the load), medians
+over the clips, so one sees what dominates. Shared
 machines are noisy: compare the rows of one run.
 """
 import argparse
@@ -52,16 +53,17 @@ def main() -> None:
             import tinysoundfont
 
             started = time.perf_counter()
+            corpus.render(notes_s, programs, sample_rate_hz, n_samples, np.random.default_rng(0), soundfont)
+            render_s = time.perf_counter() - started
+            started = time.perf_counter()  # the load alone, just after: the same file cache
             tinysoundfont.Synth(samplerate=sample_rate_hz).sfload(str(soundfont))
             load_s[soundfont.name].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            corpus.render(notes_s, programs, sample_rate_hz, n_samples, np.random.default_rng(0), soundfont)
-            synth_s[soundfont.name].append(time.perf_counter() - started - load_s[soundfont.name][-1])
+            synth_s[soundfont.name].append(render_s - load_s[soundfont.name][-1])
     print(f"{len(parse_s)} clips of {clip_duration_s} s at {sample_rate_hz} Hz, one process")
-    print(f"  score parsing (music21)          {1000 * np.mean(parse_s):7.1f} ms/clip")
+    print(f"  score parsing (music21)          {1000 * np.median(parse_s):7.1f} ms/clip")
     for name in load_s:
-        print(f"  {name:22s} load {1000 * np.mean(load_s[name]):7.1f} ms/clip, synthesis "
-              f"{1000 * np.mean(synth_s[name]):7.1f} ms/clip")
+        print(f"  {name:22s} load {1000 * np.median(load_s[name]):7.1f} ms/clip, synthesis "
+              f"{1000 * np.median(synth_s[name]):7.1f} ms/clip")
 
 
 if __name__ == "__main__":

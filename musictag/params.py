@@ -54,6 +54,7 @@ class EmbeddedData(Section):
     split_fractions: SplitFractions
     audio_dir: str
     soundfonts: Annotated[list[str], Field(min_length=1)]  # file names or paths (musictag.datasets.corpus)
+    timbre_variation: bool
     workers: Count
 
 

@@ -3,6 +3,8 @@ by the trained model, per tag family (metrics/shift.json, metrics/shift_families
 no scores to render again: the stage says so and writes that."""
 import json
 
+import pandas as pd
+
 from musictag.errors import run_main
 from musictag.files import write_csv, write_json
 from musictag.model.engines import select_backend
@@ -16,7 +18,7 @@ def main() -> None:
     if data["source"] != "embedded":
         summary = {"skipped": f"data.source is {data['source']}: only the embedded corpus can be rendered again"}
         write_json(METRICS_DIR / "shift.json", summary)
-        write_csv(METRICS_DIR / "shift_families.csv", _no_families())
+        write_csv(METRICS_DIR / "shift_families.csv", pd.DataFrame(columns=["group", "n_tags"]))  # no rows
         print(json.dumps(summary))
         return
     select_backend(params["train"]["backend"])  # the backend the model trained on
@@ -27,17 +29,12 @@ def main() -> None:
                                       held_out=shift["soundfonts"], split=shift["split"], seed=embedded["seed"],
                                       sample_rate_hz=embedded["sample_rate_hz"],
                                       clip_duration_s=embedded["clip_duration_s"],
+                                      timbre_variation=embedded["timbre_variation"],
                                       spectrogram_dtype=params["shards"]["spectrogram_dtype"],
                                       workers=shift["workers"])
     write_json(METRICS_DIR / "shift.json", headline)
     write_csv(METRICS_DIR / "shift_families.csv", families)
     print(json.dumps(headline))
-
-
-def _no_families():
-    import pandas as pd
-
-    return pd.DataFrame(columns=["family", "n_tags"])
 
 
 if __name__ == "__main__":

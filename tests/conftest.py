@@ -29,7 +29,7 @@ def tiny_corpus(tmp_path_factory):
     audio_dir = tmp_path_factory.mktemp("corpus") / "audio"
     manifest = build_corpus(n_clips=8, seed=7, sample_rate_hz=16000, clip_duration_s=29.12,
                             split_fractions=[0.6, 0.2, 0.2], audio_dir=str(audio_dir), soundfonts=[SOUNDFONT],
-                            workers=2)
+                            timbre_variation=False, workers=2)
     return manifest, audio_dir
 
 

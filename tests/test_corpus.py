@@ -66,9 +66,9 @@ def test_interleaved_order_is_seeded_and_balanced():
     assert head.count("essenFolksong") < 20  # 8,500 folk songs do not swamp the rest
 
 
-def _render(work, folder, soundfonts):
+def _render(work, folder, soundfonts, timbre_variation=False):
     folder.mkdir()
-    row = corpus.render_work(work, 3, 12000, 5.0, str(folder), tuple(soundfonts))
+    row = corpus.render_work(work, 3, 12000, 5.0, str(folder), tuple(soundfonts), timbre_variation)
     return row, soundfile.read(folder / f"{work.clip_id}.flac")[0]
 
 
@@ -99,6 +99,21 @@ def test_the_soundfont_draw_changes_nothing_else_about_a_clip(tmp_path):
             {k: v for k, v in row_two.items() if k != "soundfont"}
         drawn.add(row_two["soundfont"])
     assert drawn == {SOUNDFONT, "Twin.sf2"}
+
+
+def test_timbre_variation_changes_the_sound_not_the_music(tmp_path):
+    """A varied clip is the same notes, tags and soundfont, rendered another way (and the same way twice)."""
+    work = next(w for w in corpus.list_works() if w.clip_id == "bach-bwv389")
+    soundfont = corpus.find_soundfont(SOUNDFONT, "test")
+    row_plain, plain = _render(work, tmp_path / "plain", [soundfont])
+    row_varied, varied = _render(work, tmp_path / "varied", [soundfont], timbre_variation=True)
+    _, again = _render(work, tmp_path / "again", [soundfont], timbre_variation=True)
+    assert row_plain == row_varied
+    np.testing.assert_array_equal(varied, again)
+    assert len(varied) == len(plain) and np.isfinite(varied).all()
+    variation = corpus.vary_timbre(3, work.clip_id)
+    assert 20 * np.log10(np.abs(varied).max()) == pytest.approx(variation.peak_dbfs, abs=0.01)  # 16-bit FLAC
+    assert np.corrcoef(plain, varied)[0, 1] < 0.99  # another sound: detuned, in a room, tilted
 
 
 def test_held_out_and_missing_soundfonts_are_one_line_errors(tmp_path):

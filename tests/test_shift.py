@@ -55,6 +55,7 @@ def test_the_same_samples_under_another_name_give_no_shift(trained_on_the_corpus
     shutil.copyfile(find_soundfont(SOUNDFONT, "test"), twin)
     headline, table = timbre_shift(root / "model", root / "predictions.npz", root / "clean.csv", [str(twin)],
                                    split="train", seed=7, sample_rate_hz=16000, clip_duration_s=29.12,
+                                   timbre_variation=False,
                                    spectrogram_dtype=defaults("shards")["spectrogram_dtype"], workers=2)
     assert headline["n_clips"] >= 3
     assert headline["roc_auc"]["Twin"] == headline["roc_auc"]["as_trained"]

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.signal
 import soundfile
 from tqdm import tqdm
 
@@ -240,6 +241,47 @@ def clip_rng(seed: int, clip_id: str, stream: str = "") -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+@dataclass(frozen=True)
+class TimbreVariation:
+    """How one clip departs from its soundfont's plain sound, as players, instruments and rooms differ:
+    each channel detuned, a room, the mix's spectral tilt, and the peak level (`vary_timbre`)."""
+
+    detune_cents: tuple[float, ...]  # per MIDI channel
+    reverb_s: float  # RT60 of the room: exponentially decaying noise
+    reverb_mix: float  # the wet share
+    tilt_db_per_octave: float  # around 1 kHz
+    peak_dbfs: float  # the clip's peak after normalisation
+
+
+DETUNE_CENTS = 8.0  # within a few cents, as an ensemble plays
+REVERB_S, REVERB_MIX = (0.2, 2.0), (0.0, 0.4)  # from a dry studio to a church
+TILT_DB_PER_OCTAVE = 2.0  # a dull to a bright microphone or instrument
+PEAK_DBFS = (-12.0, -1.0)
+
+
+def vary_timbre(seed: int, clip_id: str) -> TimbreVariation:
+    """The clip's timbre variation, drawn uniformly within the ranges above from a stream of its own, so
+    no other draw of the clip changes."""
+    rng = clip_rng(seed, clip_id, "timbre")
+    return TimbreVariation(tuple(float(c) for c in rng.uniform(-DETUNE_CENTS, DETUNE_CENTS, 16)),
+                           float(rng.uniform(*REVERB_S)), float(rng.uniform(*REVERB_MIX)),
+                           float(rng.uniform(-TILT_DB_PER_OCTAVE, TILT_DB_PER_OCTAVE)), float(rng.uniform(*PEAK_DBFS)))
+
+
+def room_and_tilt(audio: np.ndarray, sample_rate_hz: int, variation: TimbreVariation, seed: int,
+                  clip_id: str) -> np.ndarray:
+    """`audio` in a room (dry plus `reverb_mix` of it convolved with decaying noise of RT60 `reverb_s`, the
+    noise drawn from the clip's own stream) through a spectral tilt of `tilt_db_per_octave` around 1 kHz,
+    at the same length."""
+    n_room = max(1, int(variation.reverb_s * sample_rate_hz))
+    room = clip_rng(seed, clip_id, "room").standard_normal(n_room) * 10 ** (-3 * np.arange(n_room) / n_room)
+    wet = scipy.signal.fftconvolve(audio, room / np.sqrt(np.sum(room**2)))[: len(audio)]
+    mixed = (1 - variation.reverb_mix) * audio + variation.reverb_mix * wet
+    octaves = np.log2(np.maximum(np.fft.rfftfreq(len(mixed), 1 / sample_rate_hz), 20.0) / 1000.0)
+    tilted = np.fft.rfft(mixed) * 10 ** (variation.tilt_db_per_octave * octaves / 20)
+    return np.fft.irfft(tilted, len(mixed)).astype(np.float32)
+
+
 def choose_soundfont(seed: int, clip_id: str, soundfonts: tuple[Path, ...]) -> Path:
     """The clip's soundfont, uniform over `soundfonts`, from its own stream."""
     return soundfonts[int(clip_rng(seed, clip_id, "soundfont").integers(len(soundfonts)))]
@@ -306,9 +348,10 @@ def excerpt(notes_ql: np.ndarray, length_ql: float, qpm: float, clip_duration_s:
 
 
 def render(notes_s: np.ndarray, programs: list[int], sample_rate_hz: int, n_samples: int,
-           rng: np.random.Generator, soundfont: Path) -> np.ndarray:
-    """Mono float32 audio of the notes, synthesised with the GM `soundfont` (one channel per part). A fresh
-    synthesiser every clip: one reused keeps voices and modulators that change the next clip's samples."""
+           rng: np.random.Generator, soundfont: Path, detune_cents: tuple[float, ...] | None = None) -> np.ndarray:
+    """Mono float32 audio of the notes, synthesised with the GM `soundfont` (one channel per part, channel c
+    detuned by `detune_cents[c]` where given). A fresh synthesiser every clip: one reused keeps voices and
+    modulators that change the next clip's samples."""
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=sample_rate_hz)
@@ -316,6 +359,8 @@ def render(notes_s: np.ndarray, programs: list[int], sample_rate_hz: int, n_samp
     channels = [c for c in range(16) if c != DRUM_CHANNEL]
     for part, program in enumerate(programs):
         synth.program_select(channels[part], font, 0, program)
+        if detune_cents is not None:  # the pitch wheel spans +-2 semitones (8192 steps each way)
+            synth.pitchbend(channels[part], 8192 + round(detune_cents[channels[part]] / 200 * 8192))
     velocities = rng.integers(64, 110, size=len(notes_s))
     events = []  # (sample, is_on, channel, pitch, velocity); note-offs sort before note-ons
     for (onset_s, duration_s, pitch, part), velocity in zip(notes_s, velocities):
@@ -414,9 +459,10 @@ def metadata_tags(work: Work) -> set[str]:
 
 
 def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: str,
-                soundfonts: tuple[Path, ...]) -> dict | str:
-    """Parse, excerpt, render with one of `soundfonts` (`choose_soundfont`), analyse and write one clip.
-    Returns its manifest row, or why it was skipped."""
+                soundfonts: tuple[Path, ...], timbre_variation: bool) -> dict | str:
+    """Parse, excerpt, render with one of `soundfonts` (`choose_soundfont`), with the clip's
+    `vary_timbre` if `timbre_variation`, analyse and write one clip. Returns its manifest row, or why it
+    was skipped."""
     from music21 import corpus
 
     rng = clip_rng(seed, work.clip_id)
@@ -439,11 +485,16 @@ def render_work(work: Work, seed: int, sample_rate_hz: int, clip_duration_s: flo
     programs = choose_programs(n_parts, rng)
     n_samples = int(round(clip_duration_s * sample_rate_hz))
     soundfont = choose_soundfont(seed, work.clip_id, soundfonts)
-    audio = render(notes_s, programs, sample_rate_hz, n_samples, rng, soundfont)
+    variation = vary_timbre(seed, work.clip_id) if timbre_variation else None
+    audio = render(notes_s, programs, sample_rate_hz, n_samples, rng, soundfont,
+                   variation.detune_cents if variation else None)
     rms = float(np.sqrt(np.mean(audio**2)))
     if rms < SILENCE_RMS:
         return f"{work.source_path}: silent render"
-    audio *= PEAK_AFTER_NORMALISATION / float(np.max(np.abs(audio)))
+    if variation:
+        audio = room_and_tilt(audio, sample_rate_hz, variation, seed, work.clip_id)
+    peak = 10 ** (variation.peak_dbfs / 20) if variation else PEAK_AFTER_NORMALISATION
+    audio *= peak / float(np.max(np.abs(audio)))
 
     path = Path(audio_dir) / f"{work.clip_id}.flac"
     write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate_hz, subtype="PCM_16"))
@@ -477,21 +528,22 @@ def _render_star(args):
 
 
 def rendered(works: list[Work], seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: Path,
-             soundfonts: tuple[Path, ...], workers: int) -> Iterator[dict | str]:
+             soundfonts: tuple[Path, ...], timbre_variation: bool, workers: int) -> Iterator[dict | str]:
     """`render_work` of every work, in order, by `workers` processes (0 = all cores); the caller may stop
     early (the workers are stopped). Rendering is seeded per clip, so which worker renders what changes nothing."""
     workers = workers or os.cpu_count() or 1
-    jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(audio_dir), soundfonts) for w in works)
+    jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(audio_dir), soundfonts, timbre_variation) for w in works)
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap(_render_star, jobs, chunksize=2)
 
 
 def render_works(works: list[Work], seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: Path,
-                 soundfonts: tuple[Path, ...], workers: int, desc: str) -> tuple[list[dict], list[str]]:
+                 soundfonts: tuple[Path, ...], timbre_variation: bool, workers: int,
+                 desc: str) -> tuple[list[dict], list[str]]:
     """(rows, reasons skipped) of rendering every one of `works` into `audio_dir`, with a progress bar
     (`desc`, clips/s, ETA)."""
     rows, skipped = [], []
-    results = rendered(works, seed, sample_rate_hz, clip_duration_s, audio_dir, soundfonts, workers)
+    results = rendered(works, seed, sample_rate_hz, clip_duration_s, audio_dir, soundfonts, timbre_variation, workers)
     for result in tqdm(results, total=len(works), unit="clip", desc=desc):
         (skipped if isinstance(result, str) else rows).append(result)
     return rows, skipped
@@ -508,9 +560,11 @@ def works_by_id(clip_ids) -> dict[str, Work]:
 
 
 def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: float,
-                 split_fractions: list[float], audio_dir: str, soundfonts: list[str], workers: int):
+                 split_fractions: list[float], audio_dir: str, soundfonts: list[str], timbre_variation: bool,
+                 workers: int):
     """Render `n_clips` clips into `audio_dir` (replaced as a whole) and return their Manifest, each clip
-    with one of `soundfonts` (file names or paths: `find_soundfont`), recorded in its `soundfont` column.
+    with one of `soundfonts` (file names or paths: `find_soundfont`), recorded in its `soundfont` column,
+    and with its own `vary_timbre` if `timbre_variation`.
 
     Works are tried in the seeded interleaved order; a score that cannot be used is skipped and the
     next one taken, so the result is deterministic for a given seed and size. `workers=0` uses all cores.
@@ -527,7 +581,8 @@ def build_corpus(n_clips: int, seed: int, sample_rate_hz: int, clip_duration_s: 
     rows, skipped = [], []
     started = time.perf_counter()
     with tqdm(total=n_clips, unit="clip", desc="render corpus") as progress:
-        for result in rendered(works, seed, sample_rate_hz, clip_duration_s, staging_dir, fonts, workers):
+        for result in rendered(works, seed, sample_rate_hz, clip_duration_s, staging_dir, fonts, timbre_variation,
+                               workers):
             if isinstance(result, str):
                 skipped.append(result)
                 if len(skipped) > max(50, len(rows)):

@@ -56,13 +56,14 @@ def group_roc_auc(y_true: np.ndarray, y_prob: np.ndarray, tag_names: Sequence[st
 
 
 def held_out_probabilities(tagger: Tagger, ids: Sequence[str], soundfont: Path, seed: int, sample_rate_hz: int,
-                           clip_duration_s: float, spectrogram_dtype: str, workers: int) -> np.ndarray:
+                           clip_duration_s: float, timbre_variation: bool, spectrogram_dtype: str,
+                           workers: int) -> np.ndarray:
     """The model's probabilities (n, n_tags) for the clips `ids` rendered with `soundfont`, through the
     pipeline's front end and stored precision (`spectrogram_dtype`, as the shards hold spectrograms)."""
     works = works_by_id(ids)
     with tempfile.TemporaryDirectory(prefix="musictag-shift-") as audio_dir:
         rows, skipped = render_works([works[i] for i in ids], seed, sample_rate_hz, clip_duration_s, Path(audio_dir),
-                                     (soundfont,), workers, desc=f"render {soundfont.name}")
+                                     (soundfont,), timbre_variation, workers, desc=f"render {soundfont.name}")
         if skipped:
             raise MusictagError(f"{soundfont}: {len(skipped)} clip(s) could not be rendered again, e.g. {skipped[0]}")
         paths = {row["id"]: Path(audio_dir) / row["file"] for row in rows}
@@ -79,10 +80,10 @@ def held_out_probabilities(tagger: Tagger, ids: Sequence[str], soundfont: Path, 
 
 
 def timbre_shift(model_dir: Path, predictions_path: Path, manifest_path: Path, held_out: Sequence[str], split: str,
-                 seed: int, sample_rate_hz: int, clip_duration_s: float, spectrogram_dtype: str,
-                 workers: int) -> tuple[dict, pd.DataFrame]:
+                 seed: int, sample_rate_hz: int, clip_duration_s: float, timbre_variation: bool,
+                 spectrogram_dtype: str, workers: int) -> tuple[dict, pd.DataFrame]:
     """(headline, per-family table) of the `split` of the embedded corpus (rendered by `seed`,
-    `sample_rate_hz`, `clip_duration_s`: data.embedded's values) as rendered for training (the
+    `sample_rate_hz`, `clip_duration_s`, `timbre_variation`: data.embedded's values) as rendered for training (the
     predictions the pipeline saved) and re-rendered with each soundfont of `held_out`.
 
     The headline holds macro ROC-AUC of GROUPS as trained and per held-out soundfont, and the drops; the
@@ -99,7 +100,7 @@ def timbre_shift(model_dir: Path, predictions_path: Path, manifest_path: Path, h
     tagger = Tagger(model_dir)
     for soundfont in soundfonts:
         probabilities = held_out_probabilities(tagger, ids, soundfont, seed, sample_rate_hz, clip_duration_s,
-                                               spectrogram_dtype, workers)
+                                               timbre_variation, spectrogram_dtype, workers)
         scores[soundfont.stem] = group_roc_auc(y_true, probabilities, tag_names, groups)
     held = [s.stem for s in soundfonts]
 
