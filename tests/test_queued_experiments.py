@@ -39,7 +39,7 @@ def state_folders(repo) -> dict[str, int]:
     return folders
 
 
-def wait_until(condition, what: str, timeout_s: float = 300):
+def wait_until(condition, what: str, timeout_s: float = 900):  # 77 s alone; far more beside the suite's heaviest tests
     deadline = time.time() + timeout_s
     while not condition():
         assert time.time() < deadline, f"timed out waiting for {what}"
