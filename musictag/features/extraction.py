@@ -84,7 +84,6 @@ class _Row:
     offset: int
     song_id: str
     audio_path: str  # as the manifest lists it
-    audio_root: str  # where a relative audio_path starts, on the worker
     last: bool
 
 
@@ -96,11 +95,13 @@ def _chunk_name(index: int, ids: list[str], paths: list[str], front_end: dict) -
     return f"chunk-{index:05d}-{digest}.npy"
 
 
-def _compute_row(row: _Row, front_end: dict, row_shape: tuple[int, ...]) -> np.ndarray | Failure | None:
-    """One song's spectrogram, written into the chunk when `row.tmp` is given, else returned; a song
-    no decoder can read is a Failure (clean kept it, so its damage lies past what clean decodes)."""
+def _compute_row(row: _Row, audio_root: str, front_end: dict,
+                 row_shape: tuple[int, ...]) -> np.ndarray | Failure | None:
+    """One song's spectrogram (its audio_path taken from `audio_root`), written into the chunk when `row.tmp`
+    is given, else returned; a song no decoder can read is a Failure (clean kept it, so its damage lies past
+    what clean decodes)."""
     try:
-        spectrogram = spectrogram_of(os.path.join(row.audio_root, row.audio_path), **front_end)
+        spectrogram = spectrogram_of(os.path.join(audio_root, row.audio_path), **front_end)
     except MusictagError as err:
         return Failure("undecodable", first_line(err))
     if row.tmp is None:
@@ -152,10 +153,9 @@ def extract(ids: list[str], audio_paths: list[str], out_dir: Path, front_end: di
             chunk_ids, chunk_paths = ids[start:start + chunk_size], audio_paths[start:start + chunk_size]
             offsets = start_chunk(tmp, len(chunk_paths), row_shape)
             for i, (song_id, path, offset) in enumerate(zip(chunk_ids, chunk_paths, offsets)):
-                yield _Row(name, tmp if workers_write else None, offset, song_id, path, str(audio_root),
-                           i == len(offsets) - 1)
+                yield _Row(name, tmp if workers_write else None, offset, song_id, path, i == len(offsets) - 1)
 
-    compute = partial(_compute_row, front_end=front_end, row_shape=row_shape)
+    compute = partial(_compute_row, audio_root=str(audio_root), front_end=front_end, row_shape=row_shape)
     failed = []  # this run's failures of the chunk being finished
     try:
         with make_executor(workers, timeout_s, memory_limit_mb, scheduler_address) as pool, \
