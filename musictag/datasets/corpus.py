@@ -530,10 +530,12 @@ def _render_star(args):
 def rendered(works: list[Work], seed: int, sample_rate_hz: int, clip_duration_s: float, audio_dir: Path,
              soundfonts: tuple[Path, ...], timbre_variation: bool, workers: int) -> Iterator[dict | str]:
     """`render_work` of every work, in order, by `workers` processes (0 = all cores); the caller may stop
-    early (the workers are stopped). Rendering is seeded per clip, so which worker renders what changes nothing."""
+    early (the workers are stopped). Rendering is seeded per clip, so which worker renders what changes nothing.
+    Workers start from a fork server, not a fork of the caller: a caller that has loaded TensorFlow (the shift
+    stage, tests) holds threads a forked child must not inherit (music21's parse then crashed in one)."""
     workers = workers or os.cpu_count() or 1
     jobs = ((w, seed, sample_rate_hz, clip_duration_s, str(audio_dir), soundfonts, timbre_variation) for w in works)
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
         yield from pool.imap(_render_star, jobs, chunksize=2)
 
 
