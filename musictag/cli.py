@@ -14,6 +14,9 @@ from musictag.datasets.manifest import Manifest
 from musictag.errors import MusictagError, run_main
 from musictag.paths import DATA_DIR, resolve
 
+MODEL_HELP = ("a trained model's folder (default: the pipeline's, %(default)s) or a published tagger: msd-crnn, "
+              "msd-cnn (Choi et al.'s MSD taggers, last.fm's 50 tags)")
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the messages that matter
 
 
@@ -31,13 +34,14 @@ def _tag(args: argparse.Namespace) -> None:
     one line on stderr and the run goes on (exit status 1 at the end if any was not tagged)."""
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import ResultWriter, find_audio, tag_files
-    from musictag.inference.tagger import Tagger
 
-    tagger = Tagger(resolve(args.model_dir))
+    tagger = _tagger(args.model)
     paths = find_audio(args.audio)
     if not paths:
         raise MusictagError(f"no audio files in {', '.join(args.audio)}")
-    writer = ResultWriter(args.output, tagger.tag_names, args.k, args.per_window) if args.output else None
+    writer = ResultWriter(args.output, tagger.tag_names, args.k, args.per_window, tagger.name) if args.output else None
+    print(f"tagged by {tagger.name}" + (f" (approximate: {tagger.approximate})" if tagger.approximate else ""),
+          file=sys.stderr if writer else sys.stdout)
     failed = []
     with writer or contextlib.nullcontext():
         for path, tagged in tag_files(tagger, paths, **_tagging_options(args)):
@@ -56,6 +60,26 @@ def _tag(args: argparse.Namespace) -> None:
     if failed:
         names = ", ".join(path for path, _ in failed)
         raise MusictagError(f"{len(failed)} of {len(paths)} files not tagged (reasons above): {names}")
+
+
+def _tagger(model: str):
+    """The Tagger of --model: a published tagger's name, else a trained model's folder."""
+    from musictag.inference.tagger import Tagger
+    from musictag.pretrained import REFERENCE_TAGGERS
+
+    return Tagger(model if model in REFERENCE_TAGGERS else resolve(model))
+
+
+def _catalogue_model() -> str:
+    """The model that tagged the recommendation catalogue: the published tagger its tagging.json names,
+    else the pipeline's trained model."""
+    from musictag.pretrained import REFERENCE_TAGGERS
+
+    try:
+        model = json.loads((DATA_DIR / "catalogue" / "tagging.json").read_text()).get("model")
+    except (OSError, ValueError):
+        model = None
+    return model if model in REFERENCE_TAGGERS else str(DATA_DIR / "model")
 
 
 def _tagging_options(args: argparse.Namespace) -> dict:
@@ -159,9 +183,8 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.predictions import Predictions
     from musictag.inference.recommendation import song_vectors
-    from musictag.inference.tagger import Tagger
 
-    tagger = Tagger(resolve(args.model_dir))
+    tagger = _tagger(args.model or _catalogue_model())
     ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args))
     if isinstance(tagged, Failure):
         raise MusictagError(tagged.message(path))
@@ -215,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="all: the whole track in 29.12 s windows, averaged; middle: the middle window only")
     tag.add_argument("--output", help="write results to this .jsonl or .csv (path, top tags, every probability)")
     tag.add_argument("--per-window", action="store_true", help="with --output: a timeline, one entry per window")
-    tag.add_argument("--model-dir", default=str(DATA_DIR / "model"))
+    tag.add_argument("--model", default=str(DATA_DIR / "model"), help=MODEL_HELP)
     tag.add_argument("--timeout-s", type=_positive, help="per file: slower decoding is given up "
                                                           "(default: params.yaml catalogue.timeout_s)")
     tag.add_argument("--memory-limit-mb", type=_positive,
@@ -230,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     playlist.add_argument("--length", type=int, default=20)
     playlist.add_argument("--greedy", action="store_true", help="nearest unplayed song each step, no look-ahead")
     for command in (similar, playlist):  # for a seed that is an audio file
-        command.add_argument("--model-dir", default=str(DATA_DIR / "model"))
+        command.add_argument("--model", help="the model that tags the file: a trained model's folder or msd-crnn, "
+                                              "msd-cnn (default: the one that tagged the catalogue, whose vectors "
+                                              "the file's are compared with)")
         command.add_argument("--windows", choices=["all", "middle"],
                              help="the file's windows to tag: middle or all, averaged (default: as the catalogue "
                                   "is tagged, params.yaml catalogue.windows)")

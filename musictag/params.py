@@ -165,6 +165,9 @@ class Shards(Section):
     seed: int
 
 
+PretrainedName = Literal["msd-crnn", "msd-cnn"]  # musictag.pretrained.REFERENCE_TAGGERS
+
+
 class Train(Section):
     epochs: PositiveInt
     batch_size: PositiveInt
@@ -179,6 +182,7 @@ class Train(Section):
     jit_compile: bool
     strategy: Literal["default", "mirrored", "multi_worker"]
     backend: Literal["tensorflow", "jax"]
+    init: Literal["", PretrainedName]
 
     @model_validator(mode="after")
     def _strategy_of_the_backend(self):
@@ -187,7 +191,7 @@ class Train(Section):
         return self
 
 
-ModelName = Literal["k2c1", "k1c2", "k2c2", "crnn", "short_resnet"]
+ModelName = Literal["k2c1", "k1c2", "k2c2", "crnn", "short_resnet", "msd-crnn", "msd-cnn"]
 
 
 class Paper(Section):
@@ -233,6 +237,7 @@ class Recommend(Section):
 class Catalogue(Limits):
     source: Literal["training", "folder", "msd", "mtat", "mtg-jamendo"]
     audio_dir: str
+    model: Literal["trained", PretrainedName]
     windows: Literal["middle", "all"]
 
 

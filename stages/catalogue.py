@@ -7,14 +7,16 @@ from musictag.paths import DATA_DIR
 
 def main() -> None:
     params, clean = load_params("catalogue"), load_params("clean")
-    counts = build_catalogue(DATA_DIR / "catalogue", DATA_DIR / "model", DATA_DIR / "predictions.npz",
+    chosen = params.pop("model")  # trained: the pipeline's model; else a published tagger's name
+    model = DATA_DIR / "model" if chosen == "trained" else chosen
+    counts = build_catalogue(DATA_DIR / "catalogue", model, DATA_DIR / "predictions.npz",
                              DATA_DIR / "clean.csv", **params, data_params=load_params("data"),
                              file_checks={"min_duration_s": clean["min_duration_s"],
                                           "silence_dbfs": clean["silence_dbfs"]})
     if params["source"] == "training":
         print(f"catalogue: {counts['n_songs']} songs, the pipeline's own (data/predictions.npz)")
     else:
-        print(f"catalogue: {counts['n_songs']} songs ({counts['n_tagged']} tagged now, {counts['n_reused']} "
+        print(f"catalogue: {counts['n_songs']} songs tagged by {model} ({counts['n_tagged']} now, {counts['n_reused']} "
               f"from the last run, {counts['n_failed']} could not be tagged)")
 
 

@@ -41,7 +41,7 @@ def main() -> None:
         summary = train(shards_dir=DATA_DIR / "shards", out_dir=run_dir / MODEL_DIR, recovery_root=train_recovery_dir(),
                         live_dir=run_dir / "live", timing_csv=run_dir / TIMING, model=args.model,
                         hyperparameters=(params.get("models") or {}).get(args.model) or {},
-                        **{**train_params, "seed": args.seed, "epochs": phase.epochs,
+                        **{**train_params, "init": "", "seed": args.seed, "epochs": phase.epochs,
                            "early_stopping_patience": phase.patience})
         predictions = Tagger(run_dir / MODEL_DIR).predict_shards(DATA_DIR / "shards", splits=("valid", "test"))
         predictions.save(run_dir / phase.predictions)

@@ -100,7 +100,7 @@ def test_builders_honour_their_width_arguments():
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(MusictagError, match="k2c1, k1c2, k2c2, crnn, short_resnet"):
+    with pytest.raises(MusictagError, match="k2c1, k1c2, k2c2, crnn, short_resnet, msd-crnn, msd-cnn"):
         build_model("vgg", n_tags=50, n_mels=96, n_frames=1366)
 
 

@@ -47,7 +47,7 @@ def test_params_yaml_passes_and_every_section_has_a_schema():
     ("train.learning_rate", float("nan"), "train.learning_rate: should be a finite number"),
     ("train.epoch", 3, "train.epoch: unknown key (a typo?)"),
     ("train.seed", ..., "train.seed: missing"),
-    ("model", "k9", "model: should be 'k2c1', 'k1c2', 'k2c2', 'crnn' or 'short_resnet', got 'k9'"),
+    ("model", "k9", "model: should be 'k2c1', 'k1c2', 'k2c2', 'crnn', 'short_resnet', 'msd-crnn' or 'msd-cnn', got 'k9'"),
     ("models", {"k2c3": {}}, "models.k2c3: unknown name, should be 'k2c1'"),
     ("shards.compression", "BZ2", "shards.compression: should be '', 'GZIP' or 'ZLIB', got 'BZ2'"),
     ("shards.examples_per_shard", -1, "shards.examples_per_shard: should be greater than 0, got -1"),

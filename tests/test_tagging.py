@@ -61,7 +61,7 @@ def _cut(path, tmp_path, seconds):
 def test_musictag_tag_command_prints_tags(tiny_model, tmp_path, capsys):
     path = tmp_path / "clip.wav"
     soundfile.write(path, (0.2 * np.sin(np.arange(5 * 16000) / 5)).astype(np.float32), 16000)
-    cli_main(["tag", str(path), "--model-dir", str(tiny_model), "-k", "2"])
+    cli_main(["tag", str(path), "--model", str(tiny_model), "-k", "2"])
     out = capsys.readouterr().out
     printed = [line.split() for line in out.splitlines() if line.startswith("  ")]
     assert str(path) in out and len(printed) == 2
@@ -77,7 +77,7 @@ def test_musictag_tag_on_a_bad_file_is_one_line(tiny_model, tmp_path):
     # as a user's shell has it: training (imported by this test session) switches oneDNN on, and TensorFlow
     # then logs a line of its own saying so
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", str(bad), "--model-dir", str(tiny_model)],
+    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", str(bad), "--model", str(tiny_model)],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr, done.stderr
@@ -97,7 +97,7 @@ def test_musictag_tag_on_damaged_files_gives_tags_or_one_line_each(tiny_model, t
     (tmp_path / "one-hz.wav").write_bytes(one_hz)
     paths += [tmp_path / "one-hz.wav", tmp_path / "base" / "song.flac"]
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", *map(str, paths), "--model-dir",
+    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", *map(str, paths), "--model",
                            str(tiny_model), "-k", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert "Traceback" not in done.stderr
     *reasons, summary = done.stderr.strip().splitlines()  # nothing else: no decoder chatter
@@ -124,7 +124,7 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
     (library / "deep" / "broken.mp3").write_bytes(b"not audio")
     (library / "notes.txt").write_text("not a song")
     with pytest.raises(SystemExit) as exit_:
-        cli_main(["tag", str(library), "--model-dir", str(tiny_model), "--output", str(tmp_path / "tags.jsonl"),
+        cli_main(["tag", str(library), "--model", str(tiny_model), "--output", str(tmp_path / "tags.jsonl"),
                   "--per-window", "-k", "2"])
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -138,7 +138,7 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
     expected = tag_file(tagger, songs[1], **file_checks())  # the one-call API: the same mean over windows
     np.testing.assert_allclose(list(by_path[str(songs[1])]["probabilities"].values()), expected, atol=1e-4)
 
-    cli_main(["tag", *map(str, songs), "--model-dir", str(tiny_model), "--output", str(tmp_path / "tags.csv"),
+    cli_main(["tag", *map(str, songs), "--model", str(tiny_model), "--output", str(tmp_path / "tags.csv"),
               "--windows", "middle"])
     rows = list(csv.DictReader((tmp_path / "tags.csv").open()))
     assert [row["path"] for row in rows] == list(map(str, songs))

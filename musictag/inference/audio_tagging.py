@@ -1,6 +1,6 @@
 """Tagging audio files with a trained model (musictag.inference.tagger): one file, or a whole library.
 
-Two levels, as in musicnn: `top_tags(path, model_dir)` is the one call a user makes, and `tag_file` gives
+Two levels, as in musicnn: `top_tags(path, model)` is the one call a user makes, and `tag_file` gives
 one file's probabilities (n_tags,), decoded in this process. `tag_files` tags every audio file under some
 folders, one bad file costing itself: files are checked and decoded in bounded workers
 (musictag.audio.workers) while the parent runs the model, so decoding and inference overlap; each file is
@@ -61,11 +61,12 @@ def find_audio(paths: Iterable[str | Path]) -> list[str]:
     return found
 
 
-def top_tags(path: str | Path, model_dir: str | Path, k: int = 5, *, min_duration_s: float,
+def top_tags(path: str | Path, model: str | Path, k: int = 5, *, min_duration_s: float,
              silence_dbfs: float) -> list[tuple[str, float]]:
-    """The one-call API: the `k` most likely tags of an audio file, with their probabilities, from the model
-    trained into `model_dir` (the pipeline's: `data/model`); the file checks as in `tag_file`."""
-    tagger = Tagger(model_dir)
+    """The one-call API: the `k` most likely tags of an audio file, with their probabilities, from `model`: a
+    folder that training wrote (the pipeline's: `data/model`) or a published tagger's name (`msd-crnn`);
+    the file checks as in `tag_file`."""
+    tagger = Tagger(model)
     probabilities = tag_file(tagger, path, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
     order = np.argsort(probabilities)[::-1][:k]
     return [(tagger.tag_names[i], float(probabilities[i])) for i in order]
@@ -189,13 +190,13 @@ def _import_keras_quietly() -> None:
 
 class ResultWriter:
     """Tagged files written as they come to `path` (.jsonl: one object a file; .csv: one row a file,
-    or a window), under a temporary name until the run ends, so a stopped run leaves no half file."""
+    or a window), each naming the model that tagged it, under a temporary name until the run ends, so a stopped run leaves no half file."""
 
-    def __init__(self, path: str | Path, tag_names: list[str], k: int, per_window: bool):
+    def __init__(self, path: str | Path, tag_names: list[str], k: int, per_window: bool, model_name: str):
         self.path = Path(path)
         if self.path.suffix.lower() not in OUTPUT_FORMATS:
             raise MusictagError(f"--output {path}: expected a {' or '.join(OUTPUT_FORMATS)} file")
-        self.tag_names, self.k, self.per_window = tag_names, k, per_window
+        self.tag_names, self.k, self.per_window, self.model_name = tag_names, k, per_window, model_name
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
 
     def __enter__(self) -> ResultWriter:
@@ -203,7 +204,8 @@ class ResultWriter:
         self._file = open(self.tmp, "w", newline="")
         if self.path.suffix.lower() == ".csv":
             self._csv = csv.writer(self._file)
-            self._csv.writerow(["path", *(["window_start_s"] if self.per_window else []), "top_tags", *self.tag_names])
+            self._csv.writerow(["path", "model", *(["window_start_s"] if self.per_window else []), "top_tags",
+                                *self.tag_names])
         return self
 
     def write(self, tagged: TaggedFile) -> None:
@@ -212,11 +214,11 @@ class ResultWriter:
             rows = [(round(i * tagged.window_s, 2), p) for i, p in enumerate(tagged.window_probabilities)]
         if self.path.suffix.lower() == ".csv":
             for start_s, probabilities in rows:
-                self._csv.writerow([tagged.path, *([start_s] if self.per_window else []),
+                self._csv.writerow([tagged.path, self.model_name, *([start_s] if self.per_window else []),
                                     "|".join(tag for tag, _ in self.top(probabilities)),
                                     *(f"{p:.4f}" for p in probabilities)])
             return
-        record = {"path": tagged.path, "top_tags": self.top(tagged.probabilities),
+        record = {"path": tagged.path, "model": self.model_name, "top_tags": self.top(tagged.probabilities),
                   "probabilities": {t: round(float(p), 4) for t, p in zip(self.tag_names, tagged.probabilities)}}
         if self.per_window:
             record["windows"] = [{"start_s": start_s, "top_tags": self.top(p)} for start_s, p in rows]

@@ -3,7 +3,7 @@
 `source: training` (the default) is the pipeline's own songs with the `predict` stage's outputs. Any
 other source is audio the model may never have heard: every audio file under a folder (`folder`), or
 the clips of a dataset adapter (`msd`, `mtat`, `mtg-jamendo`, with their `data.*` params), tagged by
-the trained model through musictag.inference.audio_tagging (the pipeline's front end; the middle 29.12 s window, as
+the trained model or a published one (`model: msd-crnn`: MSD's 50 tags with no training at all) through musictag.inference.audio_tagging (the pipeline's front end; the middle 29.12 s window, as
 the model was trained, or all windows averaged).
 
 Tagging is incremental. The stage's output folder is `persist`ed, so DVC leaves the last run's results in
@@ -16,7 +16,7 @@ Output folder (`songs.csv` row i is row i of `songs.npz`):
 - songs.npz: musictag.inference.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
 - songs.csv: id, audio_path, artist, title, md5
 - failed.csv: id, audio_path, md5, reason, detail
-- tagging.json: the fingerprint, and the counts of the last run
+- tagging.json: the model that tagged, the fingerprint, and the counts of the last run
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import pandas as pd
 from musictag.errors import MusictagError
 from musictag.files import replace_dir
 from musictag.inference.predictions import Predictions
+from musictag.pretrained import REFERENCE_TAGGERS
 
 SONG_COLUMNS = ["id", "audio_path", "artist", "title", "md5"]
 FAILED_COLUMNS = ["id", "audio_path", "md5", "reason", "detail"]
@@ -74,21 +75,26 @@ def file_md5(path: str) -> str:
         return ""
 
 
-def fingerprint(model_dir: Path, windows: str) -> str:
-    """What a file's tags depend on besides its bytes: the model file, its front end, and `windows`."""
-    with open(model_dir / "best.keras", "rb") as file:
+def fingerprint(tagger, windows: str) -> str:
+    """What a file's tags depend on besides its bytes: the tagger's weights file, its front end, and `windows`."""
+    with open(tagger.weights_path, "rb") as file:
         model_md5 = hashlib.file_digest(file, "md5").hexdigest()
-    front_end = json.loads((model_dir / "config.json").read_text())["front_end"]
+    front_end = tagger.config["front_end"]
     return hashlib.md5(json.dumps([model_md5, front_end, windows], sort_keys=True).encode()).hexdigest()
 
 
-def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clean_csv: Path, *,
+def build_catalogue(out_dir: Path, model: str | Path, predictions_path: Path, clean_csv: Path, *,
                     source: str, audio_dir: str, windows: str, timeout_s: float, memory_limit_mb: float,
                     data_params: dict, file_checks: dict) -> dict:
     """Write the catalogue of `source` to `out_dir` (see the module docstring) and return its counts:
-    songs, tagged in this run, reused from the last one, and failed. `data_params` is params.yaml's data
-    section (an adapter source's options), `file_checks` the clean stage's min_duration_s and silence_dbfs."""
+    songs, tagged in this run, reused from the last one, and failed. `model` tags the audio sources: the
+    trained model's folder or a published tagger's name (musictag.inference.tagger.Tagger). `data_params` is
+    params.yaml's data section (an adapter source's options), `file_checks` the clean stage's min_duration_s
+    and silence_dbfs."""
     out_dir = Path(out_dir)
+    if source == "training" and str(model) in REFERENCE_TAGGERS:
+        raise MusictagError(f"catalogue.model: {model} tags audio; with source training the catalogue is the "
+                            "predict stage's outputs of the trained model: set catalogue.source to folder or a dataset")
     if source == "training":
         predictions = Predictions.load(predictions_path)
         clips = pd.read_csv(clean_csv, dtype=str, keep_default_na=False).set_index("id")
@@ -101,7 +107,7 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
         audio_dir = Path(audio_dir).expanduser()
         songs = (folder_songs(audio_dir) if source == "folder"
                  else adapter_songs(source, data_params[source], audio_dir))
-        predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model_dir, windows, timeout_s,
+        predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model, windows, timeout_s,
                                                                memory_limit_mb, file_checks)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -114,15 +120,15 @@ def build_catalogue(out_dir: Path, model_dir: Path, predictions_path: Path, clea
     return counts
 
 
-def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model_dir: Path, windows: str, timeout_s: float,
+def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, windows: str, timeout_s: float,
                memory_limit_mb: float, file_checks: dict):
     """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.tagger import Tagger
 
-    tagger = Tagger(model_dir)
-    state = {"source": "audio", "fingerprint": fingerprint(model_dir, windows), "windows": windows}
+    tagger = Tagger(model)
+    state = {"source": "audio", "model": tagger.name, "fingerprint": fingerprint(tagger, windows), "windows": windows}
     songs = songs.assign(md5=[file_md5(p) for p in songs["audio_path"]])
     done, failed_before = _previous_results(previous_dir, state["fingerprint"])
     new = songs[~songs["md5"].isin(done.keys() | failed_before.keys()) | (songs["md5"] == "")]

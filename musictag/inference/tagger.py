@@ -1,8 +1,9 @@
 """A trained tagger: the model and its config, and its predictions for spectrogram batches and shards.
 
+A Tagger is a folder that training wrote or a published tagger by name (musictag.pretrained).
 `Tagger.predict_*` give the full (n, n_tags) probabilities and (n, d) penultimate embeddings that evaluation,
 t-SNE and recommendation share; audio files are tagged by musictag.inference.audio_tagging (`top_tags`, the
-one call a user makes). A model directory holds best.keras and config.json (written by training).
+one call a user makes). A model folder holds best.keras and config.json (written by training).
 """
 from __future__ import annotations
 
@@ -17,13 +18,29 @@ from musictag.inference.predictions import Predictions
 
 
 class Tagger:
-    """A trained model with its config; one forward pass gives probabilities and embeddings."""
+    """A trained model with its config; one forward pass gives probabilities and embeddings.
 
-    def __init__(self, model_dir: str | Path, checkpoint: str = "best.keras"):
-        self.model_path, config_path = Path(model_dir) / checkpoint, Path(model_dir) / "config.json"
-        if not self.model_path.exists():
-            raise MusictagError(f"{self.model_path}: no trained model (run `dvc repro train`)")
-        self.config = json.loads(config_path.read_text())
+    `model` is a published tagger's name (musictag.pretrained.REFERENCE_TAGGERS: msd-crnn, msd-cnn) or a
+    folder that training wrote (best.keras and config.json, e.g. the pipeline's data/model). `name` says which
+    tagged, `weights_path` is the file the predictions depend on, `approximate` is non-empty for a published
+    tagger whose author's outputs are not reproduced exactly, and says why."""
+
+    def __init__(self, model: str | Path, checkpoint: str = "best.keras"):
+        from musictag.pretrained import MSD_FRONT_END, MSD_TAGS, REFERENCE_TAGGERS, WEIGHTS_DIR
+
+        self.pretrained = str(model) if str(model) in REFERENCE_TAGGERS else None
+        if self.pretrained:
+            reference = REFERENCE_TAGGERS[self.pretrained]
+            self.name, self.approximate = self.pretrained, reference.approximate
+            self.weights_path = WEIGHTS_DIR / reference.weights_file
+            self.config = {"model": self.pretrained, "tag_names": list(MSD_TAGS), "front_end": dict(MSD_FRONT_END)}
+        else:
+            self.weights_path, config_path = Path(model) / checkpoint, Path(model) / "config.json"
+            if not self.weights_path.exists():
+                raise MusictagError(f"{self.weights_path}: no trained model (run `dvc repro train`, or name a "
+                                    f"published one: {', '.join(REFERENCE_TAGGERS)})")
+            self.config = json.loads(config_path.read_text())
+            self.name, self.approximate = f"{model} ({self.config.get('model', '?')})", ""
         self.tag_names: list[str] = self.config["tag_names"]
 
     @functools.cached_property
@@ -32,7 +49,14 @@ class Tagger:
         TensorFlow prints its own lines on some CPUs, and a bad input file should be told first."""
         import keras  # here, not at the top: reading a model's config must not pay for importing Keras
 
-        model = keras.saving.load_model(self.model_path)
+        if self.pretrained:
+            from musictag.pretrained import load
+
+            model = load(self.pretrained).model
+        else:
+            import musictag.model.architectures  # noqa: F401  (registers the layers' custom functions)
+
+            model = keras.saving.load_model(self.weights_path)
         return keras.Model(model.inputs, [model.output, model.get_layer("embedding").output])
 
     def predict_batches(self, batches) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ the JAX or PyTorch backend. The layers are plain Keras ones; training speeds the
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import keras
@@ -114,6 +115,64 @@ def build_crnn(n_tags: int, n_mels: int, n_frames: int, widths=(96, 192, 192, 19
     return _tagger(inputs, x, n_tags, "crnn")
 
 
+@keras.saving.register_keras_serializable(package="musictag")
+def keras1_hard_sigmoid(x):
+    """Keras 1's hard sigmoid, clip(0.2 x + 0.5, 0, 1), the GRU gates' activation that Choi et al.'s MSD
+    weights were trained with; Keras 3's hard_sigmoid is relu6(x + 3) / 6, which moves the outputs by ~0.06."""
+    return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def per_frame_normalization(inputs, name: str = "bn_0_freq"):
+    """The input batch norm of Choi et al.'s published taggers: one mean and variance per time frame (axis
+    2), as their Keras 1 code normalised (its layer is called "freq", but its statistics have one entry a frame)."""
+    return layers.BatchNormalization(axis=2, name=name)(inputs)
+
+
+def build_msd_crnn(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(64, 128, 128, 128),
+                   pools=((2, 2), (3, 3), (4, 4), (4, 4)), gru_units: int = 32, dropout: float = 0.1,
+                   dropout_top: float = 0.3) -> keras.Model:
+    """MusicTaggerCRNN, layer for layer as Choi, Fazekas, Sandler and Cho published it with their MSD weights
+    (ICASSP 2017; keunwoochoi/music-auto_tagging-keras), so those weights load into it (musictag.pretrained).
+
+    Time is zero-padded to a multiple of the pools' product (1366 -> 1440 frames, 37 each side), batch-normalised
+    per frame, then 3x3 'same' ConvUnits pooled (2x2)-(3x3)-(4x4)-(4x4), each with dropout, leave one row of
+    15 steps; two GRUs (Keras 1's: gates before the reset product, hard sigmoid) give the 32-d embedding.
+    396,786 trainable parameters with the defaults, as its author counts them.
+    Shapes: (b, 96, 1366, 1) -> (b, 96, 1440, 1) -> (b, 48, 720, 64) -> (b, 16, 240, 128) -> (b, 4, 60, 128)
+    -> (b, 1, 15, 128) -> (b, 15, 128) -> (b, 15, 32) -> (b, 32) -> (b, n_tags).
+    """
+    frames_per_step = math.prod(pool[1] for pool in pools)
+    padding = -n_frames % frames_per_step
+    inputs = keras.Input((n_mels, n_frames, 1), name="logmel")
+    x = layers.ZeroPadding2D(((0, 0), (padding // 2, padding - padding // 2)), name="pad_time")(inputs)
+    x = per_frame_normalization(x)
+    for i, (width, pool) in enumerate(zip(widths, pools), start=1):
+        x = conv_unit(x, width, (3, 3), pool, "same", batch_norm=True, name=f"unit{i}")
+        x = layers.Dropout(dropout, name=f"unit{i}_dropout")(x)
+    x = layers.Reshape((-1, widths[-1]), name="to_sequence")(x)  # (b, rows * steps, channels); rows is 1 at 96 bands
+    for i, last in ((1, False), (2, True)):
+        x = layers.GRU(gru_units, return_sequences=not last, reset_after=False,
+                       recurrent_activation=keras1_hard_sigmoid, name=f"gru{i}")(x)
+    x = layers.Dropout(dropout_top, name="dropout_top")(x)
+    return _tagger(inputs, x, n_tags, "msd_crnn")
+
+
+def build_msd_cnn(n_tags: int = 50, n_mels: int = 96, n_frames: int = 1366, widths=(32, 128, 128, 192, 256),
+                  pools=((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))) -> keras.Model:
+    """MusicTaggerCNN, as Choi, Fazekas and Sandler published it with their MSD weights (ISMIR 2016): the input
+    batch-normalised per time frame, five 3x3 'same' ConvUnits pooled down to one pixel of 256 maps (the
+    embedding), sigmoid outputs. 865,950 trainable parameters with the defaults, as its author counts them.
+    Shapes: (b, 96, 1366, 1) -> (b, 48, 341, 32) -> (b, 24, 85, 128) -> (b, 12, 21, 128) -> (b, 4, 4, 192)
+    -> (b, 1, 1, 256) -> (b, 256) -> (b, n_tags).
+    """
+    inputs = keras.Input((n_mels, n_frames, 1), name="logmel")
+    x = per_frame_normalization(inputs)
+    for i, (width, pool) in enumerate(zip(widths, pools), start=1):
+        x = conv_unit(x, width, (3, 3), pool, "same", batch_norm=True, name=f"unit{i}")
+    x = layers.Flatten(name="flatten")(x)
+    return _tagger(inputs, x, n_tags, "msd_cnn")
+
+
 def residual_block(x, filters: int, name: str):
     """Won et al.'s block (their Res_2d): 3x3 convolution with stride 2 -> BN -> ReLU -> 3x3 convolution -> BN,
     plus a shortcut of a stride-2 3x3 convolution -> BN (the shapes always differ: the block halves both
@@ -160,6 +219,8 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "k2c2": build_k2c2,
     "crnn": build_crnn,
     "short_resnet": build_short_resnet,
+    "msd-crnn": build_msd_crnn,
+    "msd-cnn": build_msd_cnn,
 }
 
 

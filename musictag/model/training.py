@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from musictag.errors import MusictagError
 from musictag.features.shard_reader import read_index
 from musictag.files import replace_dir, write_atomic
 from musictag.model.acceleration import accelerate
@@ -38,7 +39,7 @@ MIXED_PRECISION = {False: None, "float16": "mixed_float16", "bfloat16": "mixed_b
 BEST_MODEL, LAST_MODEL, CONFIG, HISTORY = "best.keras", "last.keras", "config.json", "history.csv"
 CODE_MODULES = ("musictag.model.architectures", "musictag.model.acceleration", "musictag.model.onednn",
                 "musictag.features.shard_dataset", "musictag.features.shard_reader", "musictag.model.engines",
-                "musictag.model.training")
+                "musictag.model.training", "musictag.pretrained")
 """The modules a run's weights depend on, hashed by file (not imported: the tf.data reader loads TensorFlow)."""
 TIMING = "timing.csv"  # in the run folder while training; at `train`'s `timing_csv` once done
 
@@ -189,8 +190,12 @@ def resume_epoch(backup_dir: Path, *logs: Path) -> int:
 def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, model: str, hyperparameters: dict,
           epochs: int, batch_size: int, learning_rate: float, beta_1: float, beta_2: float, epsilon: float,
           shuffle_buffer: int, seed: int, early_stopping_patience: int, mixed_precision: bool | str,
-          jit_compile: bool, strategy: str, backend: str, timing_csv: Path | None = None) -> dict:
+          jit_compile: bool, strategy: str, backend: str, init: str = "", timing_csv: Path | None = None) -> dict:
     """Train `model` on the train split, validating each epoch; return a summary for metrics/.
+
+    `init` names a published tagger (musictag.pretrained) of the same architecture to start from: its
+    weights for every layer but the output layer, which is new, sized for the shards' tags (fine-tuning);
+    "" starts from Keras' random initialisation.
 
     `out_dir` receives best.keras (highest validation ROC-AUC), last.keras, config.json and
     history.csv, and `live_dir` the dvclive logs, both when the run completes: all of them the same bytes
@@ -204,7 +209,7 @@ def train(shards_dir: Path, out_dir: Path, recovery_root: Path, live_dir: Path, 
     shaping = {"batch_size": batch_size, "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2,
                "epsilon": epsilon, "shuffle_buffer": shuffle_buffer, "seed": seed,
                "mixed_precision": mixed_precision, "jit_compile": jit_compile, "strategy": strategy,
-               "backend": backend}
+               "backend": backend, **({"init": init} if init else {})}
     engine = ENGINES[backend](strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
     state = RecoveryState(recovery_root, configuration_record(shards_dir, model, hyperparameters, shaping, engine))
     out_dir, state_dir, live_dir = engine.worker_dirs(out_dir, state.directory, live_dir)
@@ -248,6 +253,8 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
             network = keras.saving.load_model(run_dir / LAST_MODEL)
         else:
             network = build_model(model, n_tags=n_tags, n_mels=n_mels, n_frames=n_frames, **hyperparameters)
+            if shaping.get("init"):
+                start_from_published(network, shaping["init"], model, index["front_end"])
             network.compile(
                 optimizer=keras.optimizers.Adam(shaping["learning_rate"], beta_1=shaping["beta_1"],
                                                 beta_2=shaping["beta_2"], epsilon=shaping["epsilon"],
@@ -291,6 +298,24 @@ def _fit(state: RecoveryState, state_dir: Path, shards_dir: Path, index: dict, m
     else:
         network.fit(epochs=epochs, initial_epoch=continued, callbacks=callbacks, verbose=2, **data)
     return summarize_history(run_dir / HISTORY, model, network.count_params())
+
+
+def start_from_published(network: keras.Model, name: str, model: str, front_end: dict) -> None:
+    """Set every layer of `network` but its output layer to the published tagger `name`'s weights. It must be
+    the same architecture with the same options, fed by the same front end (else its weights would read
+    other inputs): a one-line MusictagError otherwise."""
+    from musictag.pretrained import load
+
+    if model != name:
+        raise MusictagError(f"train.init: {name} starts the {name} architecture, but model is {model}")
+    published = load(name)
+    if front_end != published.front_end:
+        differs = sorted(key for key in published.front_end if front_end.get(key) != published.front_end[key])
+        raise MusictagError(f"train.init: {name} was trained on another front end; the shards' differ in "
+                            f"{', '.join(differs)} (spectrograms.front_end)")
+    for layer in network.layers:
+        if layer.name != "output" and layer.weights:
+            layer.set_weights(published.model.get_layer(layer.name).get_weights())
 
 
 def _continue_finished_run(out_dir: Path, out_live_dir: Path, run_dir: Path, live_dir: Path, key: str,
