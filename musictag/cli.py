@@ -40,8 +40,8 @@ def _tag(args: argparse.Namespace) -> None:
     if not paths:
         raise MusictagError(f"no audio files in {', '.join(args.audio)}")
     writer = ResultWriter(args.output, tagger.tag_names, args.k, args.per_window, tagger.name) if args.output else None
-    print(f"tagged by {tagger.name}" + (f" (approximate: {tagger.approximate})" if tagger.approximate else ""),
-          file=sys.stderr if writer else sys.stdout)
+    if not writer:  # a written file names the model in every record
+        print(f"tagged by {tagger.name}" + (f" (approximate: {tagger.approximate})" if tagger.approximate else ""))
     failed = []
     with writer or contextlib.nullcontext():
         for path, tagged in tag_files(tagger, paths, **_tagging_options(args)):

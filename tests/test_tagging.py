@@ -102,7 +102,9 @@ def test_musictag_tag_on_damaged_files_gives_tags_or_one_line_each(tiny_model, t
     assert "Traceback" not in done.stderr
     *reasons, summary = done.stderr.strip().splitlines()  # nothing else: no decoder chatter
     not_tagged = {line.split(": ")[0]: line.split(": ", 1)[1] for line in reasons}
-    tagged = [line for line in done.stdout.splitlines() if not line.startswith("  ")]
+    model_line, *listed = done.stdout.splitlines()
+    assert model_line == f"tagged by {tiny_model} (k2c1)"  # the output names the model that tagged
+    tagged = [line for line in listed if not line.startswith("  ")]
     assert sorted([*tagged, *not_tagged]) == sorted(map(str, paths)) and str(paths[-1]) in tagged
     assert not_tagged[str(tmp_path / "one-hz.wav")].startswith("implausible sample rate")
     assert done.returncode == 1 and summary.startswith(f"musictag: error: {len(reasons)} of {len(paths)} files")
@@ -133,6 +135,7 @@ def test_tagging_a_folder_writes_every_file_once_and_lists_the_bad(tiny_model, t
     assert [r["path"] for r in records] == sorted(map(str, songs))
     tagger = Tagger(tiny_model)
     assert all(list(r["probabilities"]) == tagger.tag_names and len(r["top_tags"]) == 2 for r in records)
+    assert {r["model"] for r in records} == {f"{tiny_model} (k2c1)"}
     by_path = {r["path"]: r for r in records}
     assert [w["start_s"] for w in by_path[str(songs[1])]["windows"]] == [0.0, 29.12, 58.24]  # 70 s: 3 windows
     expected = tag_file(tagger, songs[1], **file_checks())  # the one-call API: the same mean over windows
@@ -161,8 +164,10 @@ def tagging(windows: str) -> dict:
 
 
 def catalogue(*paths, **options) -> dict:
-    """build_catalogue with params.yaml's catalogue, data and clean sections, but for `options`."""
+    """build_catalogue with params.yaml's catalogue, data and clean sections, but for `options`; the model is
+    the first of `paths` (the stage turns catalogue.model into it)."""
     params = {**defaults("catalogue"), "data_params": defaults("data"), "file_checks": file_checks()}
+    del params["model"]
     return build_catalogue(*paths, **{**params, **options})
 
 

@@ -11,7 +11,6 @@ import functools
 import math
 import os
 import stat
-import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +23,7 @@ from musictag.files import first_line
 from musictag.audio.decoding import (CONTAINER_OF_EXTENSION, NON_FINITE, SAMPLE_RATE_RANGE_HZ, DecodedFile,
                                      ImplausibleRate, Undecodable, decode_file, middle_window, open_source,
                                      resampled_length, sample_rate_problem)
+from musictag.audio.containers import container_of, length_is_guessed, wav_missing_bytes
 from musictag.audio.frontend import finite_log_mel
 from musictag.audio.workers import FAILURE_REASONS, BoundedPool, Failure
 
@@ -37,7 +37,7 @@ REJECT_REASONS = {  # in the order check_audio tests them
     "unreadable": "the file cannot be opened (permissions or an I/O error)",
     "empty": "the file has 0 bytes",
     "zeroed": "every byte of the file is zero",
-    "wrong header": "the first bytes name a different format than the extension, or none known",
+    "wrong header": "past the tags and junk decoders skip, the bytes are another format than the extension's, or none",
     "undecodable": "no decoder can read the audio",
     "implausible sample rate": f"the header's sample rate lies outside {SAMPLE_RATE_RANGE_HZ[0]:,}-"
                                f"{SAMPLE_RATE_RANGE_HZ[1]:,} Hz, the rates recordings have",
@@ -52,8 +52,6 @@ REJECT_REASONS = {  # in the order check_audio tests them
 # A decoder may fall this far short of the frame count in the header before the file counts as
 # truncated: without a Xing tag an MP3's length is an estimate (mpg123 itself warns past 1%).
 DECLARED_LENGTH_TOLERANCE = 0.01
-# The containers whose first four bytes are their magic; the rest _container reads from their headers.
-_CONTAINER_OF_MAGIC = {b"fLaC": "flac", b"OggS": "ogg", b"caff": "caf", b".snd": "au", b"wvpk": "wavpack"}
 _IN_WINDOW = "in the middle window"  # what check_window hears, in its details
 
 
@@ -110,7 +108,10 @@ def _check(path: Path, min_duration_s: float, silence_dbfs: float, keep_at_hz: i
         decoded = decode_file(path, keep_at_hz)
     except Undecodable as err:
         return AudioCheck("undecodable", err.detail)
-    verdict = _verdict(_Heard.of_file(decoded), min_duration_s, silence_dbfs)
+    heard = _Heard.of_file(decoded)
+    if length_is_guessed(path):
+        heard = replace(heard, declared_frames=0)  # a guess promises nothing to fall short of
+    verdict = _verdict(heard, min_duration_s, silence_dbfs)
     return replace(verdict, audio=decoded.audio()) if verdict.ok else verdict
 
 
@@ -236,12 +237,12 @@ def _byte_problem(file, suffix: str) -> AudioCheck | None:
         return AudioCheck("empty")
     if _all_zero(head) and all(_all_zero(chunk) for chunk in iter(functools.partial(file.read, 1 << 20), b"")):
         return AudioCheck("zeroed")
-    container = _container(file)
+    container = container_of(file)
     expected = CONTAINER_OF_EXTENSION.get(suffix)
     if expected and container != expected:
         return AudioCheck("wrong header", f"a {suffix} file whose bytes are {container or 'no known format'}")
     if head[:4] == b"RIFF" and container == "wav":
-        missing = _wav_missing_bytes(file)
+        missing = wav_missing_bytes(file)
         if missing:
             return AudioCheck("truncated", f"the WAV data chunk lacks {missing} of its bytes")
     return None
@@ -249,38 +250,3 @@ def _byte_problem(file, suffix: str) -> AudioCheck | None:
 
 def _all_zero(data: bytes) -> bool:
     return data.count(0) == len(data)
-
-
-def _container(file) -> str | None:
-    """The format that the first bytes of `file` name, looking past ID3v2 tags; None if unknown."""
-    offset = 0
-    while True:
-        file.seek(offset)
-        head = file.read(12)
-        if head[:3] != b"ID3" or len(head) < 10:
-            break
-        tag_size = sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))  # syncsafe
-        offset += 10 + tag_size + (10 if head[5] & 0x10 else 0)  # header, tag, optional footer
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG frame sync
-        return "aac" if head[1] & 0x06 == 0 else "mpeg"  # ADTS AAC has layer bits 00
-    return _CONTAINER_OF_MAGIC.get(head[:4])
-
-
-def _wav_missing_bytes(file) -> int:
-    """Bytes the RIFF data chunk declares beyond the end of the file. libsndfile quietly reads
-    what is there, so only the header shows that a WAV was cut short."""
-    size = file.seek(0, os.SEEK_END)
-    position = 12
-    while position + 8 <= size:
-        file.seek(position)
-        chunk_id, chunk_size = struct.unpack("<4sI", file.read(8))
-        if chunk_id == b"data":  # 0xFFFFFFFF: size unknown (streamed or RF64)
-            return 0 if chunk_size == 0xFFFFFFFF else max(0, position + 8 + chunk_size - size)
-        position += 8 + chunk_size + chunk_size % 2  # chunks are word-aligned
-    return 0
