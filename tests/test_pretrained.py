@@ -101,3 +101,40 @@ def test_licence_and_credit_ship_with_the_weights():
     licence = (WEIGHTS_DIR / "LICENSE.md").read_text()
     assert "MIT License" in licence and "Keunwoo Choi" in licence
     assert all((WEIGHTS_DIR / reference.weights_file).stat().st_size > 1_000_000 for reference in REFERENCE_TAGGERS.values())
+
+
+# The 2016 decoder's samples lie this many samples (at 12 kHz) later than libsndfile/mpg123's in the middle
+# window: measured by benchmarks/msd_front_end.py, the same for both songs (0.03 and 0.05 dB from the .npy).
+DECODER_SHIFT_SAMPLES = 144
+
+
+@pytest.mark.parametrize("song", SONGS)
+def test_the_project_s_front_end_on_the_mp3_is_the_author_s_input_but_for_the_decoder_shift(published, song):
+    """From the MP3 through the project's decoder (the whole file, as librosa.load gives it) and front end,
+    the middle window moved by the decoder shift: the author's input to 0.1 dB, and his published top 5 to
+    every printed digit. Unmoved, the windows differ by 2-4 dB (docs/performance.md)."""
+    from musictag.audio.checks import check_audio
+    from musictag.audio.frontend import log_mel
+
+    front_end = published["msd-crnn"][0].front_end
+    audio = check_audio(INPUTS / f"{song}.mp3", 1.0, -60.0, keep_at_hz=front_end["sample_rate_hz"]).audio
+    n_samples = round(front_end["duration_s"] * front_end["sample_rate_hz"])
+    start = (len(audio) - n_samples) // 2 + DECODER_SHIFT_SAMPLES
+    log_mel_params = {k: v for k, v in front_end.items() if k not in ("sample_rate_hz", "duration_s")}
+    spectrogram = log_mel(audio[start:start + n_samples], front_end["sample_rate_hz"], **log_mel_params)
+    assert np.abs(spectrogram - author_input(song)[0, 0]).mean() < 0.1
+    probabilities = np.asarray(published["msd-crnn"][0].model.predict_on_batch(spectrogram[None, ..., None]))[0]
+    assert [(MSD_TAGS[i], f"{probabilities[i]:.3f}") for i in np.argsort(-probabilities)[:5]] == PUBLISHED_CRNN_TOP5[song]
+
+
+def test_musictag_tag_with_msd_crnn_names_the_model_and_tags_real_mp3s():
+    """The MP3s as a user gives them: tagged (not refused for their ID3v2 + ID3v1 tags), the model named, and the
+    author's top tag first for each (by margins of 0.05 and more: the window differs from his by the decoder)."""
+    done = subprocess.run([sys.executable, "-m", "musictag.cli", "tag", "--model", "msd-crnn", "--windows", "middle",
+                           "-k", "3", *(str(INPUTS / f"{song}.mp3") for song in SONGS)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "tagged by msd-crnn"
+    first_tags = [lines[i + 1].split()[0] for i, line in enumerate(lines) if line.endswith(".mp3")]
+    assert first_tags == [PUBLISHED_CRNN_TOP5[song][0][0] for song in SONGS]

@@ -230,3 +230,25 @@ def test_a_catalogue_source_names_its_own_audio_folder(tiny_model, tmp_path):
     with pytest.raises(MusictagError, match=r"set it to data.mtat.audio_dir \(/elsewhere\)"):
         build(source="mtat", audio_dir=str(tmp_path), data_params={"mtat": {"audio_dir": "/elsewhere"}})
     assert not (tmp_path / "out").exists()
+
+
+def test_a_published_tagger_indexes_a_folder_with_no_training(tmp_path):
+    """catalogue.model: msd-crnn tags a folder with MSD's 50 tags and its 32-d embeddings, and the catalogue
+    names the model; then a model change (the trained one) tags every file again."""
+    from musictag.pretrained import MSD_TAGS
+
+    folder = tmp_path / "music"
+    for i in range(3):
+        _song(folder / f"song{i}.wav", 8, 220 * (i + 1))
+    out = tmp_path / "catalogue"
+    assert catalogue(out, "msd-crnn", tmp_path / "unused.npz", tmp_path / "unused.csv", source="folder",
+                     audio_dir=str(folder))["n_tagged"] == 3
+    songs = Predictions.load(out / "songs.npz")
+    assert list(songs.tag_names) == list(MSD_TAGS) and songs.embeddings.shape == (3, 32)
+    assert json.loads((out / "tagging.json").read_text())["model"] == "msd-crnn"
+
+
+def test_a_published_tagger_cannot_stand_for_the_training_catalogue(tmp_path):
+    with pytest.raises(MusictagError, match="catalogue.model: msd-crnn tags audio; with source training"):
+        catalogue(tmp_path / "c", "msd-crnn", tmp_path / "p.npz", tmp_path / "c.csv", source="training",
+                  audio_dir=str(tmp_path))

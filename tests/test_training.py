@@ -289,3 +289,39 @@ def test_a_finished_run_that_had_stopped_improving_is_not_continued(tmp_path, ti
     summary, _ = run(tmp_path, tiny_shards, "stalled", epochs=4, early_stopping_patience=1)
     assert "nothing to train" in capsys.readouterr().out
     assert summary["epochs_run"] == 2 and len(pd.read_csv(out / "model" / "history.csv")) == 2
+
+
+def test_fine_tuning_starts_from_the_published_weights_with_a_new_output_layer(tmp_path, tiny_shards):
+    """train.init: msd-crnn trains the MSD CRNN on the shards' own tags; after one epoch its first kernel is
+    still nearly the published one (a scratch start is uncorrelated with it), and the config says how it began."""
+    from musictag.pretrained import load
+
+    summary, out = run(tmp_path, tiny_shards, "tuned", epochs=1, model="msd-crnn", init="msd-crnn")
+    tuned = keras.saving.load_model(out / "model" / "last.keras")
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["train"]["init"] == "msd-crnn" and summary["model"] == "msd-crnn"
+    assert tuned.get_layer("output").units == len(config["tag_names"]) != 50
+    published = load("msd-crnn").model.get_layer("unit1_conv").get_weights()[0].ravel()
+    scratch, _ = run(tmp_path, tiny_shards, "scratch", epochs=1, model="msd-crnn")
+    from_scratch = keras.saving.load_model(tmp_path / "scratch" / "model" / "last.keras")
+    correlation = {name: np.corrcoef(model.get_layer("unit1_conv").get_weights()[0].ravel(), published)[0, 1]
+                   for name, model in (("tuned", tuned), ("scratch", from_scratch))}
+    assert correlation["tuned"] > 0.99 and abs(correlation["scratch"]) < 0.5, correlation
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": "k2c1", "init": "msd-crnn"}, "train.init: msd-crnn starts the msd-crnn architecture, but model is k2c1"),
+])
+def test_fine_tuning_needs_the_published_architecture(tmp_path, tiny_shards, overrides, message):
+    with pytest.raises(MusictagError, match=message):
+        run(tmp_path, tiny_shards, "bad", epochs=1, **overrides)
+
+
+def test_fine_tuning_needs_the_published_front_end():
+    from musictag.model.architectures import build_model
+    from musictag.model.training import start_from_published
+    from musictag.pretrained import MSD_FRONT_END
+
+    network = build_model("msd-crnn", n_tags=3, n_mels=96, n_frames=1366)
+    with pytest.raises(MusictagError, match="another front end; the shards' differ in sample_rate_hz, top_db"):
+        start_from_published(network, "msd-crnn", "msd-crnn", {**MSD_FRONT_END, "sample_rate_hz": 16000, "top_db": None})
