@@ -14,7 +14,7 @@ name running_std, while MusicTaggerCNN's, saved by Keras 1.0.6, store the runnin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ MSD_TAGS = (  # the outputs' order, as published
 # an 80 dB floor below the clip's maximum; as musictag.audio.frontend computes it.
 MSD_FRONT_END = {"sample_rate_hz": 12000, "duration_s": 29.12, "n_fft": 512, "hop_length": 256, "n_mels": 96,
                  "square_power": True, "ref": 1.0, "amin": 1e-10, "top_db": 80.0}
+MSD_INPUT_SHAPE = (96, 1366)  # (n_mels, n_frames): musictag.audio.frontend.spectrogram_shape of MSD_FRONT_END
 
 
 @dataclass(frozen=True)
@@ -72,26 +73,22 @@ class Pretrained:
     name: str
     model: object  # keras.Model
     tags: list[str]
-    front_end: dict = field(default_factory=lambda: dict(MSD_FRONT_END))
-    approximate: str = ""
+    front_end: dict
+    approximate: str
 
 
 def load(name: str) -> Pretrained:
     """The published tagger `name` (a key of REFERENCE_TAGGERS), built by the model registry and filled with
     its author's weights. An unknown name is a one-line MusictagError listing the known ones."""
-    reference = _reference(name)
+    if name not in REFERENCE_TAGGERS:
+        raise MusictagError(f"pretrained model: unknown name '{name}'; known: {', '.join(REFERENCE_TAGGERS)}")
     from musictag.model.architectures import build_model
 
-    model = build_model(name, n_tags=len(MSD_TAGS), n_mels=MSD_FRONT_END["n_mels"], n_frames=1366)
+    reference = REFERENCE_TAGGERS[name]
+    model = build_model(name, n_tags=len(MSD_TAGS), n_mels=MSD_INPUT_SHAPE[0], n_frames=MSD_INPUT_SHAPE[1])
     for layer_name, weights in keras1_weights(WEIGHTS_DIR / reference.weights_file, reference.variance_stored).items():
         model.get_layer(layer_name).set_weights(weights)
     return Pretrained(name, model, list(MSD_TAGS), dict(MSD_FRONT_END), reference.approximate)
-
-
-def _reference(name: str) -> ReferenceTagger:
-    if name not in REFERENCE_TAGGERS:
-        raise MusictagError(f"pretrained model: unknown name '{name}'; known: {', '.join(REFERENCE_TAGGERS)}")
-    return REFERENCE_TAGGERS[name]
 
 
 def keras1_weights(path: Path, variance_stored: bool) -> dict[str, list[np.ndarray]]:

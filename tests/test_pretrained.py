@@ -88,6 +88,13 @@ def test_jax_backend_gives_the_same_outputs(published):
         np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-5)
 
 
+def test_the_input_shape_is_what_the_front_end_makes():
+    from musictag.audio.frontend import spectrogram_shape
+    from musictag.pretrained import MSD_FRONT_END, MSD_INPUT_SHAPE
+
+    assert spectrogram_shape(**MSD_FRONT_END) == MSD_INPUT_SHAPE == author_input(SONGS[0]).shape[2:]
+
+
 def test_msd_cnn_is_labelled_approximate_and_msd_crnn_exact():
     assert REFERENCE_TAGGERS["msd-cnn"].approximate and not REFERENCE_TAGGERS["msd-crnn"].approximate
 
