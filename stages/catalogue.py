@@ -16,8 +16,8 @@ def main() -> None:
     if params["source"] == "training":
         print(f"catalogue: {counts['n_songs']} songs, the pipeline's own (data/predictions.npz)")
     else:
-        print(f"catalogue: {counts['n_songs']} songs tagged by {model} ({counts['n_tagged']} now, {counts['n_reused']} "
-              f"from the last run, {counts['n_failed']} could not be tagged)")
+        print(f"catalogue: {counts['n_songs']} songs ({counts['n_tagged']} tagged now, {counts['n_reused']} "
+              f"from the last run, {counts['n_failed']} could not be tagged) by {model}")
 
 
 if __name__ == "__main__":
