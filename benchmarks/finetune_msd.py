@@ -38,15 +38,11 @@ RESULTS_DIR = METRICS_DIR / "finetune"
 HEAD_LAYERS = ("gru1", "gru2", "dropout_top", "embedding", "output")  # what frozen trains, after the body
 
 
-def split_arrays(split: str):
-    """(ids, targets (n, n_tags)) of a shards split, in the order Tagger.predict_shards predicts it."""
+def split_targets(split: str) -> np.ndarray:
+    """Targets (n, n_tags) of a shards split, in the order Tagger.predict_shards predicts it."""
     from musictag.features.shard_reader import epoch_batches
 
-    ids, targets = [], []
-    for _, target, id_batch in epoch_batches(SHARDS, split, 64, with_ids=True):
-        ids += id_batch
-        targets.append(target)
-    return ids, np.concatenate(targets)
+    return np.concatenate([target for _, target in epoch_batches(SHARDS, split, 64)])
 
 
 def scores(targets: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -171,7 +167,7 @@ def run_full(seeds: list[int], epochs: int, train: dict) -> None:
     print(f"cost: {per_epoch_s / 60:.1f} min an epoch ({step_s:.2f} s a step of {train['batch_size']}), "
           f"{len(runs)} runs x {epochs} epochs: about {len(runs) * epochs * per_epoch_s / 3600:.1f} h "
           f"(plus validation and test scoring)", flush=True)
-    _, y_test = split_arrays("test")
+    y_test = split_targets("test")
     for init, seed in runs:
         start, name = init or "scratch", f"{init or 'scratch'}-seed{seed}"
         for epoch in range(1, epochs + 1):
