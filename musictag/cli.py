@@ -12,10 +12,11 @@ from musictag import __version__
 from musictag.datasets.adapters import DATASETS
 from musictag.datasets.manifest import Manifest
 from musictag.errors import MusictagError, run_main
-from musictag.paths import DATA_DIR, resolve
+from musictag.paths import DATA_DIR, REPO_ROOT, resolve
 
-MODEL_HELP = ("a trained model's folder (default: the pipeline's, %(default)s) or a published tagger: msd-crnn, "
-              "msd-cnn (Choi et al.'s MSD taggers, last.fm's 50 tags)")
+MODEL_HELP = ("a trained model's folder (default: the pipeline's, %(default)s), a published tagger: msd-crnn, "
+              "msd-cnn (Choi et al.'s MSD taggers, last.fm's 50 tags), or an artifact of dvc.yaml: tagger, "
+              "tagger@v1.0.0 (a registered version, fetched once)")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the messages that matter
 
@@ -63,11 +64,19 @@ def _tag(args: argparse.Namespace) -> None:
 
 
 def _tagger(model: str):
-    """The Tagger of --model: a published tagger's name, else a trained model's folder."""
+    """The Tagger of --model: a published tagger's name, a trained model's folder, else an artifact that
+    dvc.yaml declares (`tagger`, `tagger@v1.0.0`; musictag.inference.artifacts)."""
+    from musictag.inference.artifacts import artifact_model, is_artifact_reference
     from musictag.inference.tagger import Tagger
     from musictag.pretrained import REFERENCE_TAGGERS
 
-    return Tagger(model if model in REFERENCE_TAGGERS else resolve(model))
+    if model in REFERENCE_TAGGERS:
+        return Tagger(model)
+    path = resolve(model)
+    if not path.exists() and is_artifact_reference(model):
+        path = artifact_model(model, REPO_ROOT)
+    by_weights_file = {reference.weights_file: name for name, reference in REFERENCE_TAGGERS.items()}
+    return Tagger(by_weights_file.get(path.name, path))  # a fetched version of msd-crnn is its weights file
 
 
 def _catalogue_model() -> str:
@@ -80,6 +89,13 @@ def _catalogue_model() -> str:
     except (OSError, ValueError):
         model = None
     return model if model in REFERENCE_TAGGERS else str(DATA_DIR / "model")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from musictag.evaluation.revision_report import write_report
+
+    page = write_report(args.revisions, resolve(args.output_dir), REPO_ROOT)
+    print(f"{page}\n{page.with_suffix('.md')}")
 
 
 def _tagging_options(args: argparse.Namespace) -> dict:
@@ -253,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     playlist.add_argument("--length", type=int, default=20)
     playlist.add_argument("--greedy", action="store_true", help="nearest unplayed song each step, no look-ahead")
     for command in (similar, playlist):  # for a seed that is an audio file
-        command.add_argument("--model", help="the model that tags the file: a trained model's folder or msd-crnn, "
-                                              "msd-cnn (default: the one that tagged the catalogue, whose vectors "
+        command.add_argument("--model", help="the model that tags the file: a trained model's folder, msd-crnn, "
+                                              "msd-cnn or an artifact of dvc.yaml (default: the one that tagged the catalogue, whose vectors "
                                               "the file's are compared with)")
         command.add_argument("--windows", choices=["all", "middle"],
                              help="the file's windows to tag: middle or all, averaged (default: as the catalogue "
@@ -270,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="each experiment's metrics file to read, e.g. metrics/shift.json (default %(default)s; "
                          "its metrics: params.yaml ci.metrics for evaluate.json, else every number)")
     ci.set_defaults(run=_confidence_intervals)
+    report = commands.add_parser("report", help="Markdown and self-contained HTML comparison of revisions or "
+                                                "experiments: metrics and params that differ, every plot overlaid")
+    report.add_argument("revisions", nargs="*", metavar="REV",
+                        help="commits, branches, tags or experiment names; none: HEAD against the workspace; one: it "
+                             "against the workspace; more: the first against each other")
+    report.add_argument("-o", "--output-dir", default="report", help="folder written whole (default %(default)s/)")
+    report.set_defaults(run=_report)
     cost = commands.add_parser("paper-cost", help="expected wall time of `dvc repro paper/dvc.yaml`, per recipe")
     cost.add_argument("--max-epochs", type=int, help="the converged recipe's cap (default: params.yaml paper.max_epochs)")
     cost.set_defaults(run=_paper_cost)
