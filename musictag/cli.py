@@ -211,7 +211,7 @@ def _song_vector(path: str, features: str, args: argparse.Namespace):
 
 def _paper_cost(args: argparse.Namespace) -> None:
     """The expected wall time of `dvc repro paper/dvc.yaml` under each recipe, from the examples/s its last runs
-    measured (metrics/paper/runs/, in git) and the training clips of the shards (metrics/shards.json)."""
+    measured (metrics/paper/runs/, in git) and the training clips of the shards (metrics/shards_details.json)."""
     from musictag.evaluation.paper.runs import RECIPES, describe_cost, expected_seconds
     from musictag.params import load_params
     from musictag.paths import METRICS_DIR
@@ -228,9 +228,9 @@ def _paper_cost(args: argparse.Namespace) -> None:
                         ("examples_per_s", "epoch_time_s", "train_time_s")} | {"hardware": mine[0]["hardware"]}
                 for model, mine in runs.items()}  # the mean over the architecture's runs
     try:
-        train_examples = json.loads((METRICS_DIR / "shards.json").read_text())["splits"]["train"]["n_examples"]
+        train_examples = json.loads((METRICS_DIR / "shards_details.json").read_text())["splits"]["train"]["n_examples"]
     except (OSError, ValueError, KeyError):
-        raise MusictagError(f"{METRICS_DIR / 'shards.json'}: no shards summary; run `dvc repro shards` first") from None
+        raise MusictagError(f"{METRICS_DIR / 'shards_details.json'}: no shards summary; run `dvc repro shards` first") from None
     for recipe in sorted(RECIPES, key=lambda r: r != paper["recipe"]):
         chosen = " (params.yaml's paper.recipe)" if recipe == paper["recipe"] else ""
         print(f"recipe {recipe}{chosen}, {len(paper['seeds'])} seeds, {train_examples} training clips: "

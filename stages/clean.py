@@ -6,7 +6,7 @@ and the headline counts (the seed removed 39/5/6 unusable songs from MSD's train
 
 from musictag.datasets.cleaning import clean_manifest
 from musictag.errors import run_main
-from musictag.files import write_json
+from musictag.headline import write_metrics
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 
@@ -24,7 +24,7 @@ def main() -> None:
         timeout_s=params["timeout_s"],
         memory_limit_mb=params["memory_limit_mb"],
     )
-    write_json(METRICS_DIR / "clean.json", summary)
+    write_metrics(METRICS_DIR / "clean.json", summary, ["checked", "kept", "rejected"])
     print(f"clean: kept {summary['kept']}, rejected {summary['rejected']} {summary['rejected_per_split']}")
 
 

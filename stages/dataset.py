@@ -7,7 +7,8 @@ and data/corpus stays empty).
 
 from musictag.datasets.adapters import build_manifest
 from musictag.errors import run_main
-from musictag.files import write_csv, write_json
+from musictag.files import write_csv
+from musictag.headline import write_metrics
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR, resolve
 
@@ -25,7 +26,7 @@ def main() -> None:
 
         summary["audio"] = audio_report([resolve(p) for p in manifest.clips["audio_path"]])
         summary["soundfonts"] = soundfont_digests(data["embedded"]["soundfonts"])  # another file: another corpus
-    write_json(METRICS_DIR / "dataset.json", summary)
+    write_metrics(METRICS_DIR / "dataset.json", summary, ["n_clips", "n_tags"])  # the rest: dataset_details.json
     positives = manifest.positives_per_tag()  # a plot: one row per tag would swamp `dvc metrics diff`
     write_csv(METRICS_DIR / "dataset_tags.csv", positives)
     print(f"manifest: {summary['n_clips']} clips, {summary['n_tags']} tags, splits {summary['clips_per_split']}")

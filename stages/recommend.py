@@ -3,7 +3,7 @@ test songs' neighbours share tags."""
 import json
 
 from musictag.errors import run_main
-from musictag.files import write_json
+from musictag.headline import write_metrics
 from musictag.inference.recommendation import build_recommendations
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
@@ -14,7 +14,8 @@ def main() -> None:
                                     DATA_DIR / "recommend" / "index.npz",
                                     catalogue=DATA_DIR / "catalogue" / "songs.npz", **load_params("recommend"))
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
-    write_json(METRICS_DIR / "recommend.json", metrics)
+    write_metrics(METRICS_DIR / "recommend.json", metrics,
+                  [f"precision_at_k.{relation}" for relation in ("shared_tag", "same_artist", "tag_jaccard")])
     print(json.dumps(metrics))
 
 

@@ -4,7 +4,7 @@ import json
 from musictag.datasets.manifest import Manifest
 from musictag.errors import run_main
 from musictag.features.shard_writer import roundtrip_error, write_shards
-from musictag.files import write_json
+from musictag.headline import write_metrics
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
 
@@ -29,7 +29,8 @@ def main() -> None:
                    for name, split in index["splits"].items()},
         "test_roundtrip": roundtrip_error(store_dir, shards_dir, split="test"),
     }
-    write_json(METRICS_DIR / "shards.json", metrics)
+    write_metrics(METRICS_DIR / "shards.json", metrics,
+                  ["n_examples", "bytes_per_example", "test_roundtrip.max_rel_error"])
     print(json.dumps(metrics))
 
 

@@ -20,8 +20,9 @@ def repo(tmp_path_factory):
 def test_dataset_stage_runs_then_is_up_to_date(repo):
     out = repo.dvc("repro", "dataset")
     assert "Running stage 'dataset'" in out
-    metrics = json.loads((repo.path / "metrics" / "dataset.json").read_text())
+    metrics = json.loads((repo.path / "metrics" / "dataset_details.json").read_text())
     assert metrics["n_clips"] == 5 and metrics["source"] == "embedded"
+    assert json.loads((repo.path / "metrics" / "dataset.json").read_text()) == {"n_clips": 5, "n_tags": 45}
     assert abs(metrics["audio"]["min_duration_s"] - 29.12) <= 0.01
     assert abs(metrics["audio"]["max_duration_s"] - 29.12) <= 0.01
     assert len(list((repo.path / "data" / "corpus").glob("*.flac"))) == 5

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
@@ -244,3 +245,79 @@ def test_every_readme_command_runs_as_printed(repo):
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert "Traceback" not in done.stdout + done.stderr, f"{command}\n{done.stderr[-2000:]}"
         assert done.stdout.strip() or "dvc exp run" in command, command
+
+
+def sharing_blocks(text: str) -> tuple[list[str], list[str]]:
+    """The command lines of README "Sharing models and runs": machine A's block and machine B's."""
+    section = text.split("## Sharing models and runs", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2, "README: the sharing section has machine A's block and machine B's"
+    return [[re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+SHARED = {}  # clone B of the two-machine test, for the browser test after it
+
+
+def test_two_machines_share_models_runs_and_experiments(repo, tmp_path):
+    """README "Sharing models and runs", both blocks as printed but for the remotes' paths (a bare Git repository
+    and a local DVC remote here): a fresh clone B pulls everything A pushed, `dvc repro` runs nothing, Git and DVC
+    are clean, A's experiments arrive, and B recommends, tags by artifact name and compares two experiments."""
+    on_a, on_b = sharing_blocks(README.read_text())
+    places = {"/srv/musictag.git": str(tmp_path / "musictag.git"), "/srv/musictag-dvc": str(tmp_path / "dvc-remote")}
+
+    def as_printed(line: str) -> str:
+        for printed, here in places.items():
+            line = line.replace(printed, here)
+        return line
+
+    experiments = run_as_user(repo, ".venv/bin/dvc exp list -A --name-only").stdout.split()
+    assert len(experiments) >= 2, "the README's `dvc exp run` lines ran before this test"
+    repo.git("add", "-u")  # "after a `dvc exp run` and a commit": the last experiment's and paper mode's runs
+    repo.git("commit", "-qm", "runs")
+    for line in on_a:
+        done = run_as_user(repo, as_printed(line))
+        assert done.returncode == 0, f"A: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+
+    clone, *in_b = on_b
+    assert clone.startswith("git clone") and clone.endswith("&& make venv")
+    b = SimpleNamespace(path=tmp_path / "musictag", env=repo.env)
+    subprocess.run(["git", "clone", "-q", places["/srv/musictag.git"], str(b.path)], check=True, env=repo.env)
+    install_venv(b.path)  # `make venv`, without reinstalling the suite's packages
+    for line in in_b:
+        for token in line.split():
+            if token.endswith(AUDIO_SUFFIXES) and not (b.path / token).exists():
+                sf.write(b.path / token, music(40.0, 44100, channels=2), 44100)
+        done = run_as_user(b, as_printed(line).replace("-o my-tagger", f"-o {tmp_path / 'my-tagger'}"))
+        assert done.returncode == 0, f"B: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        if line.endswith("dvc repro"):
+            assert "Running stage" not in done.stdout, done.stdout[-2000:]
+            assert run_as_user(b, ".venv/bin/dvc status").stdout.strip() == "Data and pipelines are up to date."
+            assert run_as_user(b, "git status --porcelain").stdout.strip() == ""
+        if "similar" in line:
+            assert len(done.stdout.splitlines()) == 5, done.stdout
+        if "--model tagger" in line:
+            assert done.stdout.startswith("tagged by ") and "(k2c1)" in done.stdout.splitlines()[0], done.stdout
+    assert (b.path / "data" / "artifacts" / "tagger@v1.0.0" / "best.keras").is_file()
+    assert (tmp_path / "my-tagger" / "config.json").is_file()
+    assert sorted(run_as_user(b, ".venv/bin/dvc exp list -A --name-only").stdout.split()) == sorted(experiments)
+
+    report = run_as_user(b, f".venv/bin/musictag report {experiments[0]} {experiments[1]}")
+    assert report.returncode == 0, report.stderr[-2000:]
+    markdown = (b.path / "report" / "report.md").read_text()
+    assert f"## Metrics: {experiments[0]}" in markdown and "| metrics/evaluate.json | auc_roc.macro |" in markdown
+    assert "| params.yaml | train.seed |" in markdown  # the README's two runs differ by their seed
+    page = (b.path / "report" / "report.html").read_text()
+    assert 'src="http' not in page and page.count('src="data:image/png;base64,') >= 6  # self-contained
+    SHARED["report"] = b.path / "report" / "report.html"
+
+
+def test_the_report_of_two_experiments_renders_in_headless_chromium(browser):
+    if "report" not in SHARED:
+        pytest.skip("the two-machine test did not get as far as its report")
+    browser.get(SHARED["report"].as_uri())
+    assert browser.find_element("tag name", "h1").text == "musictag report"
+    assert len(browser.find_elements("tag name", "table")) >= 2
+    images = browser.find_elements("tag name", "img")
+    assert len(images) >= 6 and all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) > 100 for i in images)
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -146,7 +146,7 @@ def find_soundfont(name: str, param: str) -> Path:
 
 def soundfont_digests(names: list[str]) -> dict[str, str]:
     """Each soundfont's MD5, by name: the files live outside the repository (pretty_midi's wheel, Debian's
-    packages), so DVC cannot track them; metrics/dataset.json shows when one changes under its name."""
+    packages), so DVC cannot track them; metrics/dataset_details.json shows when one changes under its name."""
     digests = {}
     for name in names:
         with open(find_soundfont(name, f"{PARAM}.soundfonts"), "rb") as file:

@@ -148,6 +148,10 @@ def _plot_blocks(repo, repo_root, revisions, plot_id, props, plots_dir: Path, nu
                 missing.append(f"{revision.title()}: no {path}")
                 continue
             frame = pd.read_csv(io.BytesIO(data), sep="\t" if path.endswith(".tsv") else ",")
+            absent = [c for c in (props.get("x"), column) if c is not None and c not in frame.columns]
+            if absent:  # e.g. the shift stage's file for a dataset it does not apply to
+                missing.append(f"{revision.title()}: {path} has no column {', '.join(absent)}")
+                continue
             series.append((revision, path, frame, column))
     blocks: list[tuple[str, object]] = [("h3", title)]
     if series:
