@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: pipeline paper test venv browser soundfonts
+.PHONY: pipeline paper test venv browser soundfonts soundtracks
 
 # Where an NVIDIA GPU answers (nvidia-smi), TensorFlow's CUDA build at the pinned version replaces the CPU one.
 TF_VERSION := $(shell sed -n 's/^tensorflow-cpu==\([^ ]*\).*/\1/p' requirements.txt)
@@ -36,6 +36,14 @@ soundfonts:
 	@ls $(SOUNDFONTS) >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq csound-soundfont opl3-soundfont fluid-soundfont-gm >/dev/null; } \
 		|| echo "soundfonts not installed: list only those you have in params.yaml (data.embedded.soundfonts, shift.soundfonts)"
+
+# The real-music retrieval benchmark's game soundtracks (benchmarks/soundtrack_retrieval.py), with apt.
+SOUNDTRACK_PACKAGES := wesnoth-1.16-music warzone2100-music hedgewars-data supertux-data freedroidrpg-data \
+	xmoto-data extremetuxracer-data frozen-bubble-data scorched3d-data
+soundtracks:
+	@dpkg -s $(SOUNDTRACK_PACKAGES) >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SOUNDTRACK_PACKAGES) >/dev/null; } \
+		|| echo "soundtracks not installed: the benchmark names what is missing"
 
 pipeline: venv soundfonts
 	$(BIN)/dvc repro  # stage commands call `python`: the venv's (musictag/venv-path.pth)

@@ -147,3 +147,25 @@ def test_an_artifact_not_in_the_workspace_says_how_to_get_it(project, tmp_path):
             artifact_model("tagger", project)
     finally:
         (tmp_path / "model").rename(project / "model")
+
+
+def test_the_declared_artifacts_match_what_the_project_holds():
+    """dvc.yaml's artifacts: the trained tagger's labels are params.yaml's defaults and the committed tag
+    count; the published taggers point at the weights musictag.pretrained loads."""
+    import yaml
+
+    from musictag.paths import REPO_ROOT
+    from musictag.pretrained import REFERENCE_TAGGERS, WEIGHTS_DIR
+
+    artifacts = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["artifacts"]
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    front_end = params["spectrograms"]["front_end"]
+    frames = 1 + int(front_end["duration_s"] * front_end["sample_rate_hz"]) // front_end["hop_length"]
+    n_tags = json.loads((REPO_ROOT / "metrics" / "dataset.json").read_text())["n_tags"]
+    tagger = artifacts["tagger"]
+    assert tagger["type"] == "model" and tagger["path"] == "data/model"
+    assert tagger["labels"] == [params["model"], params["data"]["source"], f"{n_tags}-tags",
+                                f"log-mel-{front_end['n_mels']}x{frames}"]
+    for name, reference in REFERENCE_TAGGERS.items():
+        assert artifacts[name]["type"] == "model" and "50-tags" in artifacts[name]["labels"]
+        assert REPO_ROOT / artifacts[name]["path"] == WEIGHTS_DIR / reference.weights_file
