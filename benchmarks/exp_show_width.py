@@ -64,7 +64,7 @@ def width(cwd: Path, view: list[str]) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--in-place", action="store_true", help="measure this repository's own experiments")
-    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--clips", type=int, default=80)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
