@@ -48,6 +48,7 @@ SOUNDTRACKS = {  # Debian package -> (soundtrack, its music folders); `make soun
 }
 MFCC_SAMPLE_RATE_HZ, N_MFCC, WINDOW_S = 22050, 20, 29.12
 KS = (1, 5, 10)
+MODELS = {"trained": str(DATA_DIR / "model"), "msd-crnn": "msd-crnn", "msd-cnn": "msd-cnn"}
 
 
 def md5(path: Path) -> str:
@@ -140,38 +141,50 @@ def _progress(items, desc):
 
 
 def raw_features(tracks: list[dict]) -> dict[str, np.ndarray]:
-    """Every feature block, cached in data/soundtracks/ under a key of the tracks and the models' files."""
+    """Every feature block, each cached in data/soundtracks/ under a key of the tracks (and its model's file):
+    a new model computes only its own blocks."""
     from musictag.inference.tagger import Tagger
 
-    models = {"trained": str(DATA_DIR / "model"), "msd-crnn": "msd-crnn"}
-    digests = [t["md5"] for t in tracks] + [md5(Tagger(model).weights_path) for model in models.values()]
-    key = hashlib.md5(" ".join(digests).encode()).hexdigest()[:12]
-    cache = CACHE_DIR / f"features-{key}.npz"
-    if cache.exists():
-        return dict(np.load(cache))
-    features = {f"mfcc-{w}": mfcc_features(tracks, w) for w in ("middle", "all")}
-    for name, model in models.items():
-        for windows in ("middle", "all"):
-            started = time.perf_counter()
-            tags, embeddings = model_features(tracks, model, windows)
-            features[f"{name}-tags-{windows}"], features[f"{name}-embedding-{windows}"] = tags, embeddings
-            print(f"{name} {windows}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    tracks_key = hashlib.md5(" ".join(t["md5"] for t in tracks).encode()).hexdigest()[:12]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **features)
+    features = {}
+    for windows in ("middle", "all"):
+        cache = CACHE_DIR / f"mfcc-{windows}-{tracks_key}.npy"
+        if not cache.exists():
+            np.save(cache, mfcc_features(tracks, windows))
+        features[f"mfcc-{windows}"] = np.load(cache)
+    for name, model in MODELS.items():
+        key = hashlib.md5(f"{tracks_key} {md5(Tagger(model).weights_path)}".encode()).hexdigest()[:12]
+        for windows in ("middle", "all"):
+            cache = CACHE_DIR / f"{name}-{windows}-{key}.npz"
+            if not cache.exists():
+                started = time.perf_counter()
+                tags, embeddings = model_features(tracks, model, windows)
+                np.savez(cache, tags=tags, embedding=embeddings)
+                print(f"{name}, {windows}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            with np.load(cache) as cached:
+                features[f"{name}-tags-{windows}"] = cached["tags"]
+                features[f"{name}-embedding-{windows}"] = cached["embedding"]
     return features
 
 
 def feature_spaces(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The spaces compared: MFCC statistics z-scored (the classic baseline), each model's tags and
-    embeddings as the recommend stage uses them (raw, cosine) and standardized, and combinations."""
+    embeddings as the recommend stage uses them (raw, cosine) and standardized, and combinations of
+    blocks (each standardized and scaled to unit length, so each counts alike)."""
     spaces = {"mfcc mean+std, middle (baseline)": standardized(raw["mfcc-middle"]),
               "mfcc mean+std, all windows": standardized(raw["mfcc-all"])}
-    for model in ("trained", "msd-crnn"):
+    for model in MODELS:
         for kind in ("tags", "embedding"):
             for windows in ("middle", "all"):
                 block = raw[f"{model}-{kind}-{windows}"]
                 spaces[f"{model} {kind}, {windows}"] = block
                 spaces[f"{model} {kind}, {windows}, standardized"] = standardized(block)
+    for windows in ("middle", "all"):
+        spaces[f"trained tags + msd-cnn embedding, {windows}"] = np.hstack(
+            [unit_rows(standardized(raw[f"trained-tags-{windows}"])), unit_rows(standardized(raw[f"msd-cnn-embedding-{windows}"]))])
+    spaces["mfcc all + msd-cnn embedding, all"] = np.hstack(
+        [unit_rows(standardized(raw["mfcc-all"])), unit_rows(standardized(raw["msd-cnn-embedding-all"]))])
     return spaces
 
 

@@ -15,7 +15,8 @@ def main() -> None:
                                     catalogue=DATA_DIR / "catalogue" / "songs.npz", **load_params("recommend"))
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     write_metrics(METRICS_DIR / "recommend.json", metrics,
-                  [f"precision_at_k.{relation}" for relation in ("shared_tag", "same_artist", "tag_jaccard")])
+                  [f"precision_at_k.{relation}" for relation in ("shared_tag", "same_artist", "tag_jaccard")]
+                  + ["same_artist.precision_at_5", "same_artist.precision_at_10"])
     print(json.dumps(metrics))
 
 

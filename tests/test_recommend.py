@@ -208,6 +208,8 @@ def test_retrieval_metrics_on_a_hand_computed_example(Predictions):
     assert metrics["ratio_over_random"] == {key: pytest.approx(1.0) for key in ("shared_tag", "same_artist",
                                                                               "tag_jaccard")}
     assert metrics_of(predictions, manifest, k=99)["k"] == 3  # capped at the other test songs
+    assert metrics["same_artist"] == {"precision_at_5": None, "precision_at_5_ci95": None,  # 4 songs: no precision@5
+                                      "precision_at_10": None, "precision_at_10_ci95": None}
 
 
 def test_same_artist_is_not_available_when_no_artist_is_known(Predictions):
@@ -230,6 +232,10 @@ def test_retrieval_metrics_beat_random_on_tag_structured_songs(Predictions):
     assert metrics == metrics_of(predictions, manifest, k=10, seed=3)  # seeded baseline
     assert metrics["precision_at_k"]["shared_tag"] > metrics["random_precision_at_k"]["shared_tag"]
     assert metrics["ratio_over_random"]["tag_jaccard"] > 2 and metrics["ratio_over_random"]["same_artist"] > 2
+    same_artist = metrics["same_artist"]  # leave-one-out precision@5 and @10 with their intervals, as the benchmark's
+    chance = metrics["random_precision_at_k"]["same_artist"]
+    assert same_artist["precision_at_5"] > 2 * chance and same_artist["precision_at_10"] > 2 * chance
+    assert 0 < same_artist["precision_at_5_ci95"] < 0.2 and 0 < same_artist["precision_at_10_ci95"] < 0.2
 
 
 def test_retrieval_metrics_faults(Predictions):
