@@ -39,6 +39,9 @@ artifacts:
     type: model
     desc: a folder tracked by DVC
     labels: [k2c1]
+  weights:
+    path: weights.h5
+    type: model
 """
 
 
@@ -74,6 +77,7 @@ def write_revision(root, auc: float, seed: int, with_map: bool) -> None:
         (root / "map.png").write_bytes(png("red" if seed == 3 else "blue"))
     (root / "model").mkdir(exist_ok=True)
     (root / "model" / "config.json").write_text(json.dumps({"seed": seed}))
+    (root / "weights.h5").write_bytes(b"weights of seed %d" % seed)
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +90,12 @@ def project(tmp_path_factory):
     (root / "dvc.yaml").write_text(DVC_YAML)
     for auc, seed in ((0.8, 1), (0.9, 2)):
         write_revision(root, auc, seed, with_map=seed > 1)
-        run(root, sys.executable, "-m", "dvc", "add", "-q", "model")
+        run(root, sys.executable, "-m", "dvc", "add", "-q", "model", "weights.h5")
         run(root, "git", "add", "-A")
         run(root, "git", "commit", "-qm", f"seed {seed}")
         if seed == 1:
             run(root, "git", "tag", "-a", "tagger@v1.0.0", "-m", "first")
+            run(root, "git", "tag", "-a", "weights@v1.0.0", "-m", "first")
     write_revision(root, 0.85, 3, with_map=True)
     return root
 
@@ -128,10 +133,14 @@ def test_a_registered_version_is_fetched_once_from_the_dvc_cache(project):
     assert json.loads((fetched / "config.json").read_text()) == {"seed": 1}  # the tagged commit's, not the workspace's
     (fetched / "config.json").write_text("{}")  # fetched once: a second call does not fetch again
     assert artifact_model("tagger@v1.0.0", project) == fetched and (fetched / "config.json").read_text() == "{}"
+    weights = artifact_model("weights@v1.0.0", project)  # a single file: inside its reference's folder
+    assert weights == project / "data" / "artifacts" / "weights@v1.0.0" / "weights.h5"
+    assert weights.read_bytes() == b"weights of seed 1"
 
 
 @pytest.mark.parametrize("reference, message", [
-    ("nothing", "nothing: no model folder, published tagger or artifact of that name (dvc.yaml declares: tagger)"),
+    ("nothing", "nothing: no model folder, published tagger or artifact of that name (dvc.yaml declares: tagger, "
+                "weights)"),
     ("tagger@v9.9.9", "tagger@v9.9.9: no such version or stage registered"),
 ])
 def test_an_unknown_artifact_is_one_line(project, reference, message):

@@ -8,7 +8,6 @@ shares across machines and revisions, not a folder that exists on one of them.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -52,13 +51,13 @@ def artifact_model(reference: str, repo_root: Path) -> Path:
             if not fetched.exists():
                 fetched.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=fetched.parent) as scratch:
-                    _, out = repo.artifacts.download(name, version=version, stage=stage,
-                                                     out=str(Path(scratch) / Path(declared[name].path).name))
-                    if Path(out).is_dir():
-                        replace_dir(Path(out), fetched)
-                    else:  # a single weights file: kept under its own name inside the reference's folder
-                        fetched.mkdir()
-                        shutil.move(out, fetched / Path(out).name)
+                    folder = Path(scratch) / "fetched"  # a model folder as it is; a weights file inside one
+                    single_file = Path(declared[name].path).suffix != ""
+                    if single_file:
+                        folder.mkdir()
+                    repo.artifacts.download(name, version=version, stage=stage,
+                                            out=str(folder / Path(declared[name].path).name if single_file else folder))
+                    replace_dir(folder, fetched)  # whole or not at all: an interrupted fetch leaves nothing
             return fetched if (fetched / "config.json").exists() else next(fetched.iterdir())
     except ArtifactNotFoundError:
         raise MusictagError(f"{reference}: no such version or stage registered (`gto show {name}` lists them)") from None
