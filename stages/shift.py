@@ -1,12 +1,13 @@
 """Stage `shift`: the embedded corpus's test split rendered again with soundfonts held out of training and tagged
-by the trained model, per tag family (metrics/shift.json, metrics/shift_families.csv). Another data source has
+by the trained model, per tag family (metrics/shift.json, its details, metrics/shift_families.csv). Another data source has
 no scores to render again: the stage says so and writes that."""
 import json
 
 import pandas as pd
 
 from musictag.errors import run_main
-from musictag.files import write_csv, write_json
+from musictag.files import write_csv
+from musictag.headline import write_metrics
 from musictag.model.engines import select_backend
 from musictag.params import load_params
 from musictag.paths import DATA_DIR, METRICS_DIR
@@ -17,7 +18,7 @@ def main() -> None:
     data, shift = params["data"], params["shift"]
     if data["source"] != "embedded":
         summary = {"skipped": f"data.source is {data['source']}: only the embedded corpus can be rendered again"}
-        write_json(METRICS_DIR / "shift.json", summary)
+        write_metrics(METRICS_DIR / "shift.json", summary, ["skipped"])
         write_csv(METRICS_DIR / "shift_families.csv", pd.DataFrame(columns=["group", "n_tags"]))  # no rows
         print(json.dumps(summary))
         return
@@ -32,7 +33,7 @@ def main() -> None:
                                       timbre_variation=embedded["timbre_variation"],
                                       spectrogram_dtype=params["shards"]["spectrogram_dtype"],
                                       workers=shift["workers"])
-    write_json(METRICS_DIR / "shift.json", headline)
+    write_metrics(METRICS_DIR / "shift.json", headline, ["roc_auc", "drop"])  # split and clips: shift_details.json
     write_csv(METRICS_DIR / "shift_families.csv", families)
     print(json.dumps(headline))
 
