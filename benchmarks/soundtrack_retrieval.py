@@ -181,11 +181,15 @@ def feature_spaces(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 spaces[f"{model} {kind}, {windows}"] = block
                 spaces[f"{model} {kind}, {windows}, standardized"] = standardized(block)
     for windows in ("middle", "all"):
-        spaces[f"trained tags + msd-cnn embedding, {windows}"] = np.hstack(
-            [unit_rows(standardized(raw[f"trained-tags-{windows}"])), unit_rows(standardized(raw[f"msd-cnn-embedding-{windows}"]))])
-    spaces["mfcc all + msd-cnn embedding, all"] = np.hstack(
-        [unit_rows(standardized(raw["mfcc-all"])), unit_rows(standardized(raw["msd-cnn-embedding-all"]))])
+        spaces[f"trained tags + msd-cnn embedding, {windows}"] = joined(raw[f"trained-tags-{windows}"],
+                                                                        raw[f"msd-cnn-embedding-{windows}"])
+    spaces["mfcc all + msd-cnn embedding, all"] = joined(raw["mfcc-all"], raw["msd-cnn-embedding-all"])
     return spaces
+
+
+def joined(*blocks: np.ndarray) -> np.ndarray:
+    """Feature blocks side by side, each standardized and scaled to unit length so that each counts alike."""
+    return np.hstack([unit_rows(standardized(block)) for block in blocks])
 
 
 def table(tracks: list[dict], spaces: dict[str, np.ndarray], n_resamples: int) -> list[dict]:
