@@ -30,12 +30,24 @@ AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
 NO_VENV_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+def command_lines(block: str) -> list[str]:
+    """A code block's command lines, comments and blank lines dropped."""
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def write_audio_named_in(command: str, folder: Path) -> None:
+    """The audio files a command names (e.g. my_song.mp3) that `folder` lacks, written there: 40 s of music."""
+    for token in command.split():
+        if token.endswith(AUDIO_SUFFIXES) and not (folder / token).exists():
+            sf.write(folder / token, music(40.0, 44100, channels=2), 44100)
+
+
 def readme_commands(text: str) -> list[str]:
     """Command lines of the README's bash blocks, comments stripped, the set-up block (make ...) left out."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
-        lines = [line for line in lines if line and not line.startswith("#")]
+        lines = command_lines(block)
         if not any(line.startswith("make ") for line in lines):
             commands += lines
     return commands
@@ -236,11 +248,10 @@ def test_dvc_repro_indexes_a_folder_of_unseen_songs_and_tags_only_new_files(repo
 
 
 def test_every_readme_command_runs_as_printed(repo):
-    """Last in this file: the README's `dvc exp run` lines add the experiments `musictag ci` needs."""
+    """After the others but the two-machine tests: the README's `dvc exp run` lines add the experiments
+    `musictag ci` needs, and the two-machine test shares."""
     for command in readme_commands(README.read_text()):
-        for token in command.split():
-            if token.endswith(AUDIO_SUFFIXES) and not (repo.path / token).exists():  # e.g. my_song.mp3
-                sf.write(repo.path / token, music(40.0, 44100, channels=2), 44100)
+        write_audio_named_in(command, repo.path)
         done = run_as_user(repo, command)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert "Traceback" not in done.stdout + done.stderr, f"{command}\n{done.stderr[-2000:]}"
@@ -252,7 +263,7 @@ def sharing_blocks(text: str) -> tuple[list[str], list[str]]:
     section = text.split("## Sharing models and runs", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 2, "README: the sharing section has machine A's block and machine B's"
-    return [[re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines() if line.strip()] for block in blocks]
+    return [command_lines(block) for block in blocks]
 
 
 SHARED = {}  # clone B of the two-machine test, for the browser test after it
@@ -284,9 +295,7 @@ def test_two_machines_share_models_runs_and_experiments(repo, tmp_path):
     subprocess.run(["git", "clone", "-q", places["/srv/musictag.git"], str(b.path)], check=True, env=repo.env)
     install_venv(b.path)  # `make venv`, without reinstalling the suite's packages
     for line in in_b:
-        for token in line.split():
-            if token.endswith(AUDIO_SUFFIXES) and not (b.path / token).exists():
-                sf.write(b.path / token, music(40.0, 44100, channels=2), 44100)
+        write_audio_named_in(line, b.path)
         done = run_as_user(b, as_printed(line).replace("-o my-tagger", f"-o {tmp_path / 'my-tagger'}"))
         assert done.returncode == 0, f"B: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         if line.endswith("dvc repro"):

@@ -3,8 +3,9 @@
 Each song queries all the others; a neighbour is relevant when it has the query's label (artist, composer,
 soundtrack). Per query: precision@k for each k and average precision over the whole ranking. Scores stay
 per query so that two feature spaces can be compared on the same queries (a paired bootstrap), which is
-how a difference between spaces gets an interval. Why its own module: the recommend stage and the
-real-music benchmark judge neighbours the same way.
+how a difference between spaces gets an interval. The real-music benchmark (benchmarks/soundtrack_retrieval.py)
+scores with it; the recommend stage's same-artist precision@k is the same definition, read from its index's
+blocked neighbour search (musictag.inference.recommendation.same_artist_precision), which scales to MSD.
 """
 from __future__ import annotations
 
