@@ -168,10 +168,27 @@ def raw_features(tracks: list[dict]) -> dict[str, np.ndarray]:
     return features
 
 
+def recommend_space(raw: dict[str, np.ndarray], windows: str) -> tuple[str, np.ndarray]:
+    """(name, vectors) of the space the recommend stage and `musictag similar` search by default
+    (params.yaml's recommend.features through musictag.inference.recommendation.song_vectors), the catalogue
+    tagged by the trained model."""
+    from musictag.inference.predictions import Predictions
+    from musictag.inference.recommendation import song_vectors
+    from musictag.params import load_params
+
+    features = load_params("recommend")["features"]
+    n = len(raw[f"trained-tags-{windows}"])
+    songs = Predictions(np.arange(n).astype(str), np.full(n, "catalogue"), raw[f"trained-tags-{windows}"],
+                        raw[f"trained-embedding-{windows}"], [],
+                        {name: raw[f"{name}-embedding-{windows}"] for name in ("msd-crnn", "msd-cnn")})
+    return f"recommend.features [{', '.join(features)}], {windows}", song_vectors(songs, features)
+
+
 def feature_spaces(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The spaces compared: MFCC statistics z-scored (the classic baseline), each model's tags and
-    embeddings as the recommend stage uses them (raw, cosine) and standardized, and combinations of
-    blocks (each standardized and scaled to unit length, so each counts alike)."""
+    embeddings as the recommend stage uses them (raw, cosine) and standardized, combinations of
+    blocks (each standardized and scaled to unit length, so each counts alike), and the recommend stage's
+    default space."""
     spaces = {"mfcc mean+std, middle (baseline)": standardized(raw["mfcc-middle"]),
               "mfcc mean+std, all windows": standardized(raw["mfcc-all"])}
     for model in MODELS:
@@ -184,7 +201,7 @@ def feature_spaces(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spaces[f"trained tags + msd-cnn embedding, {windows}"] = joined(raw[f"trained-tags-{windows}"],
                                                                         raw[f"msd-cnn-embedding-{windows}"])
     spaces["mfcc all + msd-cnn embedding, all"] = joined(raw["mfcc-all"], raw["msd-cnn-embedding-all"])
-    return spaces
+    return spaces | dict(recommend_space(raw, windows) for windows in ("middle", "all"))
 
 
 def joined(*blocks: np.ndarray) -> np.ndarray:

@@ -190,22 +190,30 @@ def _is_audio_file(song: str, index) -> bool:
     return Path(song).is_file() or Path(song).suffix.lower() in AUDIO_EXTENSIONS
 
 
-def _song_vector(path: str, features: str, args: argparse.Namespace):
-    """The index vector of an audio file outside the catalogue: tagged by the trained model, then
-    song_vectors of its probabilities and embedding (the index's `features`)."""
+def _song_vector(path: str, features: list[str], args: argparse.Namespace):
+    """The index vector of an audio file outside the catalogue, as the catalogue stage makes a song's: tagged
+    by the catalogue's model (or --model) and by each published tagger the index's `features` joins, then
+    song_vectors of those outputs."""
     import numpy as np
 
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.predictions import Predictions
     from musictag.inference.recommendation import song_vectors
+    from musictag.pretrained import REFERENCE_TAGGERS
+
+    def tagged_by(tagger):
+        ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args))
+        if isinstance(tagged, Failure):
+            raise MusictagError(tagged.message(path))
+        return tagged
 
     tagger = _tagger(args.model or _catalogue_model())
-    ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args))
-    if isinstance(tagged, Failure):
-        raise MusictagError(tagged.message(path))
+    tagged = tagged_by(tagger)
+    references = {name: (tagged if name == tagger.pretrained else tagged_by(_tagger(name))).embedding[np.newaxis]
+                  for name in features if name in REFERENCE_TAGGERS}
     query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
-                        tagged.embedding[np.newaxis], tagger.tag_names)
+                        tagged.embedding[np.newaxis], tagger.tag_names, references)
     return song_vectors(query, features)[0]
 
 

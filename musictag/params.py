@@ -221,7 +221,14 @@ class Ci(Section):
     metrics: Annotated[list[str], Field(min_length=1)]
 
 
-Features = Literal["tags", "embeddings", "both"]
+def _distinct(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("each block at most once")
+    return names
+
+
+# the recommendation space's blocks (musictag.inference.recommendation.song_vectors)
+Features = Annotated[list[Literal["tags", "embeddings", PretrainedName]], Field(min_length=1), AfterValidator(_distinct)]
 
 
 class Recommend(Section):

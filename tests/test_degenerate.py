@@ -20,10 +20,12 @@ N_SONGS, N_TAGS = 40, 16
 
 
 def alike(predictions: Predictions, splits: np.ndarray) -> Predictions:
-    """The same songs in `splits` with every probability row equal to one constant vector."""
+    """The same songs in `splits` with every probability row equal to one constant vector, and every embedding
+    (the model's and msd-cnn's) zero."""
     constant = np.linspace(0.05, 0.9, predictions.probabilities.shape[1], dtype=np.float32)
     return Predictions(predictions.ids, splits, np.tile(constant, (len(predictions.ids), 1)),
-                       np.zeros_like(predictions.embeddings), predictions.tag_names)
+                       np.zeros_like(predictions.embeddings), predictions.tag_names,
+                       {"msd-cnn": np.zeros((len(predictions.ids), 256), np.float32)})
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_embedding_alike_songs_gives_one_finite_point(implementation):
 
 def test_the_tsne_map_of_alike_songs_is_written_and_says_so(songs):
     root, predictions, manifest = songs
-    summary = build_map(predictions, manifest, root / "map", features="tags",
+    summary = build_map(predictions, manifest, root / "map", features=["tags"],
                         **defaults("tsne", n_iter=250, k=5, n_jobs=1, embed_audio_max_songs=0))
     assert summary["all_songs_alike"] is True and summary["n_songs"] == N_SONGS - 8
     assert (root / "map" / "map.png").stat().st_size > 1000

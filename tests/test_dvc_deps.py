@@ -171,7 +171,7 @@ def test_the_derivation_sees_function_level_imports_and_params_reads(tmp_path):
                       "    build_index(k=params['recommend']['k'], perplexity=options['perplexity'])\n")
     assert {"musictag/inference/recommendation.py", "musictag/paths.py"} <= library_modules(script)
     assert params_read(script) == {"recommend.k", "tsne.perplexity"}
-    assert not _covered("recommend.k", {"recommend.features"}, {"recommend": {"k": 10, "features": "tags"}})
+    assert not _covered("recommend.k", {"recommend.features"}, {"recommend": {"k": 10, "features": ["tags"]}})
     assert _covered("recommend.k", {"recommend"}, {})
 
 

@@ -23,8 +23,9 @@ def make_predictions(Predictions, n=200, n_tags=12, dim=6, seed=0, splits=None):
     ids = np.array([f"song{i:04d}" for i in range(n)])
     splits = np.array(splits if splits is not None else ["test"] * n)
     embeddings = rng.normal(size=(n, dim)).astype(np.float32)
+    reference = np.abs(rng.normal(size=(n, 2 * dim))).astype(np.float32)  # ELU outputs, as msd-cnn's
     return Predictions(ids, splits, synthetic_probabilities(n, n_tags, seed=seed), embeddings,
-                       [f"tag{t}" for t in range(n_tags)])
+                       [f"tag{t}" for t in range(n_tags)], {"msd-cnn": reference})
 
 
 def build(predictions, **options):
@@ -35,8 +36,9 @@ def build(predictions, **options):
 
 
 def metrics_of(predictions, manifest, **options):
-    """retrieval_metrics with params.yaml's recommend section, but for `options`."""
-    params = defaults("recommend", **options)
+    """retrieval_metrics with params.yaml's recommend section, but for `options` and the tag space (the hand
+    examples are built in it)."""
+    params = defaults("recommend", **{"features": ["tags"], **options})
     return retrieval_metrics(predictions, manifest, params["k"], params["split"], params["seed"], params["features"])
 
 
@@ -46,17 +48,15 @@ def unit(matrix):
 
 
 def brute_force(predictions, features):
-    """Cosine distances between all songs, written independently of the library."""
-    if features == "tags":
-        vectors = unit(predictions.probabilities)
-    elif features == "embeddings":
-        vectors = unit(predictions.embeddings)
-    else:
-        vectors = unit(np.hstack([unit(predictions.probabilities), unit(predictions.embeddings)]))
-    return 1 - vectors @ vectors.T
+    """Cosine distances between all songs, written independently of the library: one minus the mean over
+    the blocks of each block's cosine."""
+    blocks = {"tags": predictions.probabilities, "embeddings": predictions.embeddings,
+              **predictions.reference_embeddings}
+    return 1 - np.mean([unit(blocks[name]) @ unit(blocks[name]).T for name in features], axis=0)
 
 
-@pytest.mark.parametrize("features", ["tags", "embeddings", "both"])
+@pytest.mark.parametrize("features", [["tags"], ["embeddings"], ["tags", "embeddings"], ["tags", "msd-cnn"],
+                                      ["msd-cnn", "embeddings", "tags"]])
 def test_similar_is_the_exact_brute_force_answer(Predictions, features):
     predictions = make_predictions(Predictions)
     index = RecommendIndex.brute_force(predictions, features)
@@ -75,13 +75,13 @@ def test_similar_is_the_exact_brute_force_answer(Predictions, features):
 
 def test_k_larger_than_the_catalogue_gives_every_other_song(Predictions):
     predictions = make_predictions(Predictions, n=6)
-    found = RecommendIndex.brute_force(predictions, "tags").similar("song0003", k=50)
+    found = RecommendIndex.brute_force(predictions, ["tags"]).similar("song0003", k=50)
     assert sorted(i for i, _ in found) == ["song0000", "song0001", "song0002", "song0004", "song0005"]
 
 
 def test_batch_neighbours_agree_with_single_queries(Predictions):
     predictions = make_predictions(Predictions, n=120)
-    index = RecommendIndex.brute_force(predictions, "both")
+    index = RecommendIndex.brute_force(predictions, ["tags", "embeddings"])
     rows, distances = index.neighbours(k=7, block_songs=16)  # several blocks
     for row in (0, 5, 119):
         found = index.similar(index.ids[row], k=7)
@@ -91,8 +91,8 @@ def test_batch_neighbours_agree_with_single_queries(Predictions):
 
 def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Predictions, tmp_path):
     predictions = make_predictions(Predictions, n=3000, n_tags=50, seed=3)
-    exact = RecommendIndex.brute_force(predictions, "tags")
-    graph = build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=16)
+    exact = RecommendIndex.brute_force(predictions, ["tags"])
+    graph = build(predictions, features=["tags"], exact_max_songs=0, hnsw_m=8, ef_search=16)
     assert not graph.exact and graph.ef_search == 16
     queries = predictions.ids[::97]
 
@@ -108,7 +108,7 @@ def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Pre
         assert len({i for i, _ in found}) == 10 and query not in {i for i, _ in found}
         assert all(a[1] <= b[1] for a, b in zip(found, found[1:]))
     graph.save(tmp_path / "a.npz")
-    build(predictions, exact_max_songs=0, hnsw_m=8, ef_search=200).save(tmp_path / "b.npz")
+    build(predictions, features=["tags"], exact_max_songs=0, hnsw_m=8, ef_search=200).save(tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()  # a DVC output: reproducible
     walk = graph.playlist(queries[0], length=60)  # played songs left out of each approximate search
     assert len(set(walk)) == 60 and walk[0] == queries[0]
@@ -117,10 +117,10 @@ def test_the_hnsw_graph_keeps_high_recall_and_comes_out_the_same_every_build(Pre
 @pytest.mark.parametrize("exact_max_songs", [20000, 0])
 def test_saved_index_loads_back_with_the_same_answers(Predictions, tmp_path, exact_max_songs):
     predictions = make_predictions(Predictions, n=300)
-    index = build(predictions, features="both", exact_max_songs=exact_max_songs, ef_search=40)
+    index = build(predictions, features=["tags", "msd-cnn"], exact_max_songs=exact_max_songs, ef_search=40)
     index.save(tmp_path / "index" / "index.npz")
     loaded = RecommendIndex.load(tmp_path / "index" / "index.npz")
-    assert loaded.features == "both" and loaded.ef_search == index.ef_search and len(loaded) == 300
+    assert loaded.features == ["tags", "msd-cnn"] and loaded.ef_search == index.ef_search and len(loaded) == 300
     for query in ("song0000", "song0150"):
         assert loaded.similar(query, 8) == index.similar(query, 8)
     assert list(tmp_path.joinpath("index").iterdir()) == [tmp_path / "index" / "index.npz"]  # no temp file left
@@ -134,11 +134,15 @@ def test_bad_index_files_and_params_are_one_line_errors(Predictions, tmp_path):
         RecommendIndex.load(tmp_path / "junk.npz")
     predictions = make_predictions(Predictions, n=10)
     with pytest.raises(MusictagError, match="k must be"):
-        RecommendIndex.brute_force(predictions, "tags").similar("song0001", 0)
+        RecommendIndex.brute_force(predictions, ["tags"]).similar("song0001", 0)
+    with pytest.raises(MusictagError, match="recommend.features: the songs have no msd-crnn embeddings"):
+        RecommendIndex.brute_force(predictions, ["tags", "msd-crnn"])
+    with pytest.raises(MusictagError, match="recommend.features: a list of blocks"):
+        RecommendIndex.brute_force(predictions, "tags")
 
 
 def test_unknown_song_id_is_named(Predictions):
-    index = RecommendIndex.brute_force(make_predictions(Predictions, n=20), "tags")
+    index = RecommendIndex.brute_force(make_predictions(Predictions, n=20), ["tags"])
     for call in (lambda: index.similar("no-such-song", 5), lambda: index.playlist("no-such-song", 5),
                  lambda: index.distance("song0001", "no-such-song")):
         with pytest.raises(MusictagError, match="unknown song id 'no-such-song'"):
@@ -148,8 +152,8 @@ def test_unknown_song_id_is_named(Predictions):
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_playlist_is_a_smooth_walk_without_repeats(Predictions, lookahead):
     predictions = make_predictions(Predictions, n=500, n_tags=50, seed=4)
-    index = RecommendIndex.brute_force(predictions, "tags")
-    distances = brute_force(predictions, "tags")
+    index = RecommendIndex.brute_force(predictions, ["tags"])
+    distances = brute_force(predictions, ["tags"])
     rng = np.random.default_rng(0)
     random_pairs = distances[rng.integers(0, 500, 2000), rng.integers(0, 500, 2000)].mean()
     row = {song_id: i for i, song_id in enumerate(predictions.ids)}
@@ -165,7 +169,7 @@ def test_playlist_is_a_smooth_walk_without_repeats(Predictions, lookahead):
 
 
 def test_playlist_lengths(Predictions):
-    index = RecommendIndex.brute_force(make_predictions(Predictions, n=12), "tags")
+    index = RecommendIndex.brute_force(make_predictions(Predictions, n=12), ["tags"])
     assert index.playlist("song0005", 1) == ["song0005"]
     everything = index.playlist("song0005", 12)
     assert sorted(everything) == sorted(index.ids.tolist())
@@ -178,13 +182,14 @@ def test_playlist_lengths(Predictions):
 def tiny_example(Predictions):
     """Four test songs in two tight pairs (A~B, C~D) plus a train song E identical to A.
 
-    Ground truth: A {t0}, B {t0, t2}, C {t1}, D {t2}; artists x, x, y, z (E: x, no tags).
+    Ground truth: A {t0}, B {t0, t2}, C {t1}, D {t2}; artists x, x, y, z (E: x, no tags). msd-cnn's block
+    repeats the tags, so that any recommend.features of tags and msd-cnn ranks alike.
     """
     ids = np.array(["A", "B", "C", "D", "E"])
     probabilities = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.9, 0.1], [1.0, 0.0, 0.0]],
                              dtype=np.float32)
     predictions = Predictions(ids, np.array(["test"] * 4 + ["train"]), probabilities, np.eye(5, 3, dtype=np.float32),
-                              ["t0", "t1", "t2"])
+                              ["t0", "t1", "t2"], {"msd-cnn": probabilities.copy()})
     clips = pd.DataFrame({"id": ids, "audio_path": [f"{i}.flac" for i in ids], "split": ["test"] * 4 + ["train"],
                           "artist": ["x", "x", "y", "z", "x"], "title": ids})
     targets = [[1, 0, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
@@ -251,10 +256,10 @@ def test_build_recommendations_from_files(Predictions, tmp_path):
     predictions, manifest = tiny_example(Predictions)
     predictions.save(tmp_path / "predictions.npz")
     manifest.write(tmp_path / "clean.csv")
+    params = defaults("recommend", k=1, features=["tags", "msd-cnn"])
     metrics = build_recommendations(tmp_path / "predictions.npz", tmp_path / "clean.csv",
-                                    tmp_path / "recommend" / "index.npz", catalogue=None,
-                                    **defaults("recommend", k=1))
+                                    tmp_path / "recommend" / "index.npz", catalogue=None, **params)
     assert metrics["precision_at_k"]["shared_tag"] == 0.5
-    assert metrics["index"] == {"n_songs": 5, "exact": True, "dimensions": 3}
+    assert metrics["index"] == {"n_songs": 5, "exact": True, "dimensions": 6}  # two blocks of three
     index = RecommendIndex.load(tmp_path / "recommend" / "index.npz")
     assert index.similar("A", 1)[0] == ("E", pytest.approx(0.0, abs=1e-6))  # the whole catalogue, train too

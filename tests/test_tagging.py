@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
+from conftest import FRONT_END
 
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
@@ -20,8 +21,9 @@ from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
 from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.inference.predictions import Predictions
 from musictag.inference.recommendation import RecommendIndex, song_vectors
-from musictag.inference.tagger import Tagger
+from musictag.inference.tagger import Tagger, predict_with_references
 from musictag.params import defaults
+from musictag.pretrained import REFERENCE_TAGGERS
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):
@@ -34,6 +36,30 @@ def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_pat
     again = Predictions.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(again.probabilities, predictions.probabilities)
     assert list(again.ids) == list(predictions.ids) and again.tag_names == predictions.tag_names
+
+
+def test_the_predict_stage_adds_a_published_taggers_embeddings(tiny_model, tiny_shards, tmp_path, monkeypatch):
+    predictions = predict_with_references(tiny_model, tiny_shards, ["msd-cnn"])
+    own = Tagger(tiny_model).predict_shards(tiny_shards)
+    theirs = Tagger("msd-cnn").model.predict_on_batch  # msd-cnn's (probabilities, embeddings) of a batch
+    assert list(predictions.ids) == list(own.ids)
+    np.testing.assert_array_equal(predictions.probabilities, own.probabilities)
+    block = predictions.reference_embeddings["msd-cnn"]
+    assert block.shape == (64, 256) and np.isfinite(block).all() and block.std(axis=0).max() > 0
+    from musictag.features.shard_reader import epoch_batches
+
+    spectrograms, _, ids = next(epoch_batches(tiny_shards, "train", 4, with_ids=True))  # the shards as stored
+    rows = [list(predictions.ids).index(i) for i in ids]
+    np.testing.assert_allclose(block[rows], np.asarray(theirs(spectrograms)[1]), atol=1e-4)
+    predictions.save(tmp_path / "p.npz")
+    np.testing.assert_array_equal(Predictions.load(tmp_path / "p.npz").take(rows).reference_embeddings["msd-cnn"],
+                                  block[rows])
+    import musictag.features.shard_reader as shard_reader
+
+    other = {**shard_reader.read_index(tiny_shards), "front_end": {**FRONT_END, "n_mels": 128}}
+    monkeypatch.setattr(shard_reader, "read_index", lambda shards_dir: other)
+    with pytest.raises(MusictagError, match="recommend.features: msd-cnn reads spectrograms of its own front end"):
+        predict_with_references(tiny_model, tiny_shards, ["msd-cnn"])
 
 
 def test_long_file_is_scored_over_several_windows(tiny_model, tmp_path):
@@ -165,8 +191,11 @@ def tagging(windows: str) -> dict:
 
 def catalogue(*paths, **options) -> dict:
     """build_catalogue with params.yaml's catalogue, data and clean sections, but for `options`; the model is
-    the first of `paths` (the stage turns catalogue.model into it)."""
-    params = {**defaults("catalogue"), "data_params": defaults("data"), "file_checks": file_checks()}
+    the first of `paths` (the stage turns catalogue.model into it), the references recommend.features' published
+    taggers (as the stage picks them)."""
+    references = [name for name in defaults("recommend")["features"] if name in REFERENCE_TAGGERS]
+    params = {**defaults("catalogue"), "references": references, "data_params": defaults("data"),
+              "file_checks": file_checks()}
     del params["model"]
     return build_catalogue(*paths, **{**params, **options})
 
@@ -197,19 +226,28 @@ def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_mo
     assert list(again.ids) == [*first.ids[:3], "a/song6.wav", *first.ids[3:]]
     np.testing.assert_array_equal(np.delete(again.probabilities, 3, axis=0), first.probabilities)
     # what the tags depend on changed: every file is tagged again
-    assert build(windows="all") == {"n_songs": 7, "n_tagged": 7, "n_reused": 0, "n_failed": 1}
-    long_song = list(again.ids).index("b/deep/song5.wav")  # 62 s: three windows, so "all" differs
+    other_windows = "middle" if defaults("catalogue")["windows"] == "all" else "all"
+    assert build(windows=other_windows) == {"n_songs": 7, "n_tagged": 7, "n_reused": 0, "n_failed": 1}
+    long_song = list(again.ids).index("b/deep/song5.wav")  # 62 s: three windows, so the middle one differs
     assert not np.allclose(Predictions.load(out / "songs.npz").probabilities[long_song], again.probabilities[long_song])
+    build()
+    assert build(references=[]) == {"n_songs": 7, "n_tagged": 7, "n_reused": 0, "n_failed": 1}  # taggers changed
+    assert not Predictions.load(out / "songs.npz").reference_embeddings
     build()
 
     # the catalogue's songs are what an unseen file, tagged the same way, is searched among
-    tagger = Tagger(tiny_model)
-    index = RecommendIndex.brute_force(Predictions.load(out / "songs.npz"), "both")
+    tagger, reference = Tagger(tiny_model), Tagger("msd-cnn")
+    tagged = Predictions.load(out / "songs.npz")
+    assert tagged.reference_embeddings["msd-cnn"].shape == (7, 256)
+    features = ["tags", "embeddings", "msd-cnn"]
+    index = RecommendIndex.brute_force(tagged, features)
 
     def vector(path):
-        ((_, query),) = tag_files(tagger, [str(path)], **tagging("middle"))
+        ((_, query),) = tag_files(tagger, [str(path)], **tagging(defaults("catalogue")["windows"]))
+        ((_, theirs),) = tag_files(reference, [str(path)], **tagging(defaults("catalogue")["windows"]))
         return song_vectors(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
-                                        query.embedding[np.newaxis], tagger.tag_names), "both")[0]
+                                        query.embedding[np.newaxis], tagger.tag_names,
+                                        {"msd-cnn": theirs.embedding[np.newaxis]}), features)[0]
 
     nearest, distance = index.similar_to(vector(songs[3]), k=3)[0]
     assert nearest == "b/deep/song3.wav" and distance < 1e-5  # a catalogue song, as audio, finds itself

@@ -3,17 +3,20 @@
 `source: training` (the default) is the pipeline's own songs with the `predict` stage's outputs. Any
 other source is audio the model may never have heard: every audio file under a folder (`folder`), or
 the clips of a dataset adapter (`msd`, `mtat`, `mtg-jamendo`, with their `data.*` params), tagged by
-the trained model or a published one (`model: msd-crnn`: MSD's 50 tags with no training at all) through musictag.inference.audio_tagging (the pipeline's front end; the middle 29.12 s window, as
-the model was trained, or all windows averaged).
+the trained model or a published one (`model: msd-crnn`: MSD's 50 tags with no training at all) through
+musictag.inference.audio_tagging (the pipeline's front end; every 29.12 s window averaged, or the middle
+one alone, as the model was trained), and by each published tagger that recommend.features joins (its
+embeddings).
 
 Tagging is incremental. The stage's output folder is `persist`ed, so DVC leaves the last run's results in
 place when the audio folder changes, and each file's result is kept under the MD5 of its bytes; a
-rerun tags only files whose MD5 it has not seen, as long as the model file, the front end and
+rerun tags only files whose MD5 it has not seen, as long as the taggers' files, their front ends and
 `windows` are the same (`fingerprint`); otherwise every file is tagged again. A file that cannot be
 tagged is remembered the same way, and not retried until its bytes change.
 
 Output folder (`songs.csv` row i is row i of `songs.npz`):
-- songs.npz: musictag.inference.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d)
+- songs.npz: musictag.inference.predictions.Predictions, split "catalogue": probabilities (n, n_tags), embeddings (n, d),
+  reference_embeddings {name: (n, d_name)}
 - songs.csv: id, audio_path, artist, title, md5
 - failed.csv: id, audio_path, md5, reason, detail
 - tagging.json: the model that tagged, the fingerprint, and the counts of the last run
@@ -75,22 +78,24 @@ def file_md5(path: str) -> str:
         return ""
 
 
-def fingerprint(tagger, windows: str) -> str:
-    """What a file's tags depend on besides its bytes: the tagger's weights file, its front end, and `windows`."""
-    with open(tagger.weights_path, "rb") as file:
-        model_md5 = hashlib.file_digest(file, "md5").hexdigest()
-    front_end = tagger.config["front_end"]
-    return hashlib.md5(json.dumps([model_md5, front_end, windows], sort_keys=True).encode()).hexdigest()
+def fingerprint(taggers: list, windows: str) -> str:
+    """What a file's results depend on besides its bytes: each tagger's weights file and front end, and `windows`."""
+    parts = []
+    for tagger in taggers:
+        with open(tagger.weights_path, "rb") as file:
+            parts.append([hashlib.file_digest(file, "md5").hexdigest(), tagger.config["front_end"]])
+    return hashlib.md5(json.dumps([*parts, windows], sort_keys=True).encode()).hexdigest()
 
 
 def build_catalogue(out_dir: Path, model: str | Path, predictions_path: Path, clean_csv: Path, *,
                     source: str, audio_dir: str, windows: str, timeout_s: float, memory_limit_mb: float,
-                    data_params: dict, file_checks: dict) -> dict:
+                    references: list[str], data_params: dict, file_checks: dict) -> dict:
     """Write the catalogue of `source` to `out_dir` (see the module docstring) and return its counts:
     songs, tagged in this run, reused from the last one, and failed. `model` tags the audio sources: the
-    trained model's folder or a published tagger's name (musictag.inference.tagger.Tagger). `data_params` is
-    params.yaml's data section (an adapter source's options), `file_checks` the clean stage's min_duration_s
-    and silence_dbfs."""
+    trained model's folder or a published tagger's name (musictag.inference.tagger.Tagger); each published
+    tagger named in `references` adds its embeddings (the blocks recommend.features joins; with source
+    training the predict stage computed them). `data_params` is params.yaml's data section (an adapter
+    source's options), `file_checks` the clean stage's min_duration_s and silence_dbfs."""
     out_dir = Path(out_dir)
     if source == "training" and str(model) in REFERENCE_TAGGERS:
         raise MusictagError(f"catalogue.model: {model} tags audio; with source training the catalogue is the "
@@ -107,7 +112,7 @@ def build_catalogue(out_dir: Path, model: str | Path, predictions_path: Path, cl
         audio_dir = Path(audio_dir).expanduser()
         songs = (folder_songs(audio_dir) if source == "folder"
                  else adapter_songs(source, data_params[source], audio_dir))
-        predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model, windows, timeout_s,
+        predictions, songs, failed, counts, state = _tag_songs(songs, out_dir, model, references, windows, timeout_s,
                                                                memory_limit_mb, file_checks)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -120,26 +125,41 @@ def build_catalogue(out_dir: Path, model: str | Path, predictions_path: Path, cl
     return counts
 
 
-def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, windows: str, timeout_s: float,
-               memory_limit_mb: float, file_checks: dict):
-    """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest."""
+def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, references: list[str], windows: str,
+               timeout_s: float, memory_limit_mb: float, file_checks: dict):
+    """Tag the songs whose (md5, fingerprint) the previous run did not see; reuse the rest. A song's result is
+    (probabilities, embedding, {reference: its embedding})."""
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.tagger import Tagger
 
-    tagger = Tagger(model)
-    state = {"source": "audio", "model": tagger.name, "fingerprint": fingerprint(tagger, windows), "windows": windows}
+    tagger, others = Tagger(model), {name: Tagger(name) for name in references}
+    state = {"source": "audio", "model": tagger.name, "references": references,
+             "fingerprint": fingerprint([tagger, *others.values()], windows), "windows": windows}
     songs = songs.assign(md5=[file_md5(p) for p in songs["audio_path"]])
     done, failed_before = _previous_results(previous_dir, state["fingerprint"])
     new = songs[~songs["md5"].isin(done.keys() | failed_before.keys()) | (songs["md5"] == "")]
     paths = list(dict.fromkeys(new["audio_path"]))  # a duplicated file is tagged once
     tagged_now, failed_now = {}, {}
-    for path, outcome in tag_files(tagger, paths, windows, timeout_s, memory_limit_mb, **file_checks):
+    options = {"windows": windows, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb, **file_checks}
+    for path, outcome in tag_files(tagger, paths, **options):
         if isinstance(outcome, Failure):
             print(outcome.message(path), file=sys.stderr)
             failed_now[path] = (outcome.reason, outcome.detail)
         else:
-            tagged_now[path] = (outcome.probabilities, outcome.embedding)
+            tagged_now[path] = (outcome.probabilities, outcome.embedding, {})
+    for name, reference in others.items():  # each decodes the files again: its front end may differ
+        if name == str(model):  # catalogue.model is this published tagger: its embeddings are in hand
+            for path, (_, embedding, references_of_song) in tagged_now.items():
+                references_of_song[name] = embedding
+            continue
+        for path, outcome in tag_files(reference, list(tagged_now), **options):
+            if isinstance(outcome, Failure):  # it decoded for the first tagger: a timeout, say
+                print(outcome.message(path), file=sys.stderr)
+                failed_now[path] = (outcome.reason, outcome.detail)
+                del tagged_now[path]
+            else:
+                tagged_now[path][2][name] = outcome.embedding
     results, failures = [], []
     for song in songs.itertuples(index=False):
         if song.audio_path in tagged_now or song.audio_path in failed_now:
@@ -154,20 +174,21 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, windo
                             "need at least 2 to recommend from")
     probabilities = np.stack([r[0] for r in results if r is not None])
     embeddings = np.stack([r[1] for r in results if r is not None])
+    reference_embeddings = {name: np.stack([r[2][name] for r in results if r is not None]) for name in references}
     good = songs[keep].reset_index(drop=True)
     bad = songs[~keep].reset_index(drop=True)
     bad_reasons = [f for f in failures if f is not None]
     failed = bad.assign(reason=[r for r, _ in bad_reasons], detail=[d for _, d in bad_reasons])
     predictions = Predictions(good["id"].to_numpy(str), np.full(len(good), CATALOGUE_SPLIT), probabilities,
-                              embeddings, tagger.tag_names)
+                              embeddings, tagger.tag_names, reference_embeddings)
     counts = {"n_songs": len(good), "n_tagged": len(tagged_now), "n_reused": len(songs) - len(new),
               "n_failed": len(failed)}
     return predictions, good, failed, counts, state
 
 
 def _previous_results(out_dir: Path, current_fingerprint: str) -> tuple[dict, dict]:
-    """md5 -> (probabilities, embedding) and md5 -> (reason, detail) of the last run, if it tagged
-    audio with the same fingerprint; empty otherwise (no last run, or anything unreadable in it)."""
+    """md5 -> (probabilities, embedding, {reference: embedding}) and md5 -> (reason, detail) of the last run, if
+    it tagged audio with the same fingerprint; empty otherwise (no last run, or anything unreadable in it)."""
     try:
         state = json.loads((out_dir / "tagging.json").read_text())
         if state.get("fingerprint") != current_fingerprint:
@@ -179,7 +200,9 @@ def _previous_results(out_dir: Path, current_fingerprint: str) -> tuple[dict, di
         return {}, {}
     if list(previous.ids.astype(str)) != songs["id"].tolist():
         return {}, {}
-    done = {md5: (p, e) for md5, p, e in zip(songs["md5"], previous.probabilities, previous.embeddings) if md5}
+    done = {md5: (previous.probabilities[row], previous.embeddings[row],
+                  {name: vectors[row] for name, vectors in previous.reference_embeddings.items()})
+            for row, md5 in enumerate(songs["md5"]) if md5}
     return done, {md5: (r, d) for md5, r, d in zip(failed["md5"], failed["reason"], failed["detail"]) if md5}
 
 

@@ -1,9 +1,12 @@
 """Content-based recommendation: nearest songs in the tagger's output space (dissertation 4.3.2).
 
-Each song is a vector: its predicted tag probabilities (`features="tags"`, the seed's 50-tag space),
-its L2-normalised penultimate embedding (`"embeddings"`), or both halves concatenated
-(`"both"`: each half unit-length, so the cosine of two songs is the mean of the two cosines).
-Distance is cosine distance, 1 - cos, in [0, 2].
+Each song is a vector joined from the blocks that `features` lists: its predicted tag probabilities
+("tags", the seed's 50-tag space), the model's penultimate embedding ("embeddings"), and the penultimate
+embedding of a published MSD tagger ("msd-cnn", "msd-crnn": Predictions.reference_embeddings). Each block
+is scaled to unit length and the whole by 1/sqrt(number of blocks), so the cosine of two songs is the mean
+of their blocks' cosines. Distance is cosine distance, 1 - cos, in [0, 2]. The default, tags and msd-cnn's
+embedding, is what the real-music benchmark (benchmarks/soundtrack_retrieval.py) found best among the spaces
+that keep the embedded corpus's own same-artist precision.
 
 Search is exact brute force (one float32 matrix-vector product, then argpartition) while the
 catalogue has at most `exact_max_songs` songs. Above that it is faiss's HNSW graph (IndexHNSWFlat,
@@ -30,7 +33,7 @@ from musictag.errors import MusictagError
 from musictag.files import write_atomic
 from musictag.inference.predictions import Predictions
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: features is a list of blocks
 HNSW_EF_CONSTRUCTION = 80  # candidates while linking a song into the graph
 SAME_ARTIST_KS = (5, 10)  # the real-music benchmark's precision@k, scored on the test split too
 _BLOCK_ELEMENTS = 1 << 24  # scores held at once by the batch search (64 MiB of float32)
@@ -45,15 +48,26 @@ def _unit_rows(matrix) -> np.ndarray:
     return matrix / np.maximum(norms, np.float32(1e-12))
 
 
-def song_vectors(predictions, features: str) -> np.ndarray:
-    """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`:
-    its tag probabilities, its embeddings, or both (`features`)."""
-    if features == "tags":
-        return _unit_rows(predictions.probabilities)
-    if features == "embeddings":
-        return _unit_rows(predictions.embeddings)
-    both = np.concatenate([_unit_rows(predictions.probabilities), _unit_rows(predictions.embeddings)], axis=1)
-    return both * np.float32(1 / np.sqrt(2))
+def feature_block(predictions, name: str) -> np.ndarray:
+    """One block of `features` for every song of `predictions`: "tags" (n, n_tags), "embeddings" (n, d), or
+    a published tagger's embeddings (n, d_name), which the predict stage or the catalogue computes."""
+    if name == "tags":
+        return predictions.probabilities
+    if name == "embeddings":
+        return predictions.embeddings
+    if name not in predictions.reference_embeddings:
+        raise MusictagError(f"recommend.features: the songs have no {name} embeddings (the predict stage and the "
+                            f"catalogue compute those recommend.features names: `dvc repro`)")
+    return predictions.reference_embeddings[name]
+
+
+def song_vectors(predictions, features: list[str]) -> np.ndarray:
+    """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`: the
+    blocks `features` names, each unit-length, side by side, scaled by 1/sqrt(len(features))."""
+    if isinstance(features, str) or not features:
+        raise MusictagError(f"recommend.features: a list of blocks (tags, embeddings, msd-cnn, msd-crnn), got {features!r}")
+    blocks = [_unit_rows(feature_block(predictions, name)) for name in features]
+    return np.concatenate(blocks, axis=1) * np.float32(1 / np.sqrt(len(blocks)))
 
 
 _blas_limits = None
@@ -99,10 +113,11 @@ class RecommendIndex:
 
     ids: np.ndarray
     vectors: np.ndarray
-    features: str
+    features: list[str]
     graph: object | None = None
 
     def __post_init__(self):
+        self.features = [str(name) for name in self.features]
         self.ids = np.asarray(self.ids).astype(str)
         self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
         self._id_list = self.ids.tolist()
@@ -115,7 +130,7 @@ class RecommendIndex:
     # --- building, saving, loading ---------------------------------------------------------------
 
     @classmethod
-    def brute_force(cls, predictions, features: str) -> "RecommendIndex":
+    def brute_force(cls, predictions, features: list[str]) -> "RecommendIndex":
         """A brute-force index over every song of `predictions` (Predictions: ids, probabilities, embeddings)."""
         vectors = song_vectors(predictions, features)
         ids = np.asarray(predictions.ids).astype(str)
@@ -126,7 +141,7 @@ class RecommendIndex:
         return cls(ids, vectors, features)
 
     @classmethod
-    def build(cls, predictions, features: str, exact_max_songs: int, hnsw_m: int, ef_search: int) -> "RecommendIndex":
+    def build(cls, predictions, features: list[str], exact_max_songs: int, hnsw_m: int, ef_search: int) -> "RecommendIndex":
         """An index over every song of `predictions`: up to `exact_max_songs` songs exact, more an HNSW graph
         of `hnsw_m` links a song, searched with `ef_search` candidates (more: higher recall, slower)."""
         index = cls.brute_force(predictions, features)
@@ -177,7 +192,7 @@ class RecommendIndex:
                     import faiss
 
                     graph = faiss.deserialize_index(data["graph"])
-                return cls(data["ids"], data["vectors"], str(data["features"]), graph)
+                return cls(data["ids"], data["vectors"], data["features"].tolist(), graph)
         except FileNotFoundError:
             raise MusictagError(f"{path}: recommendation index not found (run `dvc repro recommend`)") from None
         except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
@@ -332,7 +347,7 @@ class RecommendIndex:
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, features: str) -> dict:
+def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, features: list[str]) -> dict:
     """How well neighbours in the tag space agree with the ground truth, against random songs.
 
     For each song of `split`, its k nearest neighbours are searched among the songs of the same
@@ -425,7 +440,7 @@ def read_inputs(predictions, manifest):
     return predictions, manifest
 
 
-def build_recommendations(predictions, manifest, index_path, *, catalogue, features: str, k: int, split: str, seed: int,
+def build_recommendations(predictions, manifest, index_path, *, catalogue, features: list[str], k: int, split: str, seed: int,
                           exact_max_songs: int, hnsw_m: int, ef_search: int) -> dict:
     """Build the index over `catalogue` (Predictions of the songs to recommend from, or its file;
     None: every song of `predictions`), save it to `index_path`, and return the retrieval metrics

@@ -231,7 +231,7 @@ def write_html(path: Path, payload: dict, title: str) -> None:
 
 
 def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_songs: int, implementation: str,
-              perplexity: float, metric: str, seed: int, k: int, features: str, n_coloured_tags: int,
+              perplexity: float, metric: str, seed: int, k: int, features: list[str], n_coloured_tags: int,
               embed_audio_max_songs: int, n_jobs: int, n_iter: int) -> dict:
     """Write out_dir/map.png and out_dir/map.html for the songs of `split`; a summary for metrics/.
 

@@ -92,3 +92,25 @@ class Tagger:
             embeddings.append(e)
         return Predictions(np.array(ids), np.array(split_names), np.concatenate(probabilities),
                            np.concatenate(embeddings), self.tag_names)
+
+
+def predict_with_references(model: str | Path, shards_dir: Path, references: list[str]) -> Predictions:
+    """`model`'s Predictions of every clip of the shards, with the penultimate embeddings of each published
+    tagger named in `references` (the names of musictag.pretrained that recommend.features joins), computed
+    here once so that recommendation and the catalogue read them like the model's own outputs. A published
+    tagger reads the shards only if they hold its front end's spectrograms (else one line says so)."""
+    from musictag.features.shard_reader import read_index
+
+    predictions = Tagger(model).predict_shards(shards_dir)
+    shards_front_end = read_index(shards_dir)["front_end"]
+    for name in references:
+        reference = Tagger(name)
+        if reference.config["front_end"] != shards_front_end:
+            raise MusictagError(f"recommend.features: {name} reads spectrograms of its own front end "
+                                f"{reference.config['front_end']}, the shards hold {shards_front_end}: "
+                                f"leave {name} out of recommend.features")
+        theirs = reference.predict_shards(shards_dir)
+        if theirs.ids.tolist() != predictions.ids.tolist():  # the shards are read in one fixed order
+            raise MusictagError(f"{shards_dir}: the shards changed while {name} read them")
+        predictions.reference_embeddings[name] = theirs.embeddings
+    return predictions
