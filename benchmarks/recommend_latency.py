@@ -1,9 +1,12 @@
 """Recommendation query latency on an MSD-sized synthetic catalogue: which search to use.
 
-    python benchmarks/recommend_latency.py                      # 240,000 songs x 50 tags
+    python benchmarks/recommend_latency.py                      # 240,000 songs, recommend.features' space
     python benchmarks/recommend_latency.py --songs 20000 --skip-sklearn
+    python benchmarks/recommend_latency.py --features tags     # the 50-tag space alone
 
-Builds seeded tagger-like tag probabilities (tests/songs.py's synthetic_probabilities), then
+Builds seeded tagger-like tag probabilities (tests/songs.py's synthetic_probabilities) and, for each
+embedding block of the space (params.yaml's recommend.features unless --features), embeddings that follow
+the tags (a fixed random projection of them, rectified, plus noise, as msd-cnn's ELU features are), then
 times single `similar(id, k=10)` queries (median and p95 ms) for: exact numpy brute force, the
 index's faiss HNSW graph (IndexHNSWFlat, M 16) at several ef_search, faiss's inverted file
 (IndexIVFFlat, 2 sqrt(n) cells) at several n_probe for comparison, brute force on a catalogue cut to the
@@ -27,6 +30,14 @@ from musictag.inference.recommendation import RecommendIndex, _one_thread  # noq
 from musictag.params import defaults  # noqa: E402
 
 RECOMMEND = defaults("recommend")  # params.yaml's: the index the pipeline builds
+EMBEDDING_SIZES = {"embeddings": 304, "msd-cnn": 256, "msd-crnn": 32}  # k2c1's and the published taggers'
+
+
+def tag_like_embeddings(probabilities: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """(n, size) float32 that follow the tags: a seeded random projection of them, rectified, plus noise."""
+    rng = np.random.default_rng(seed)
+    projected = probabilities @ rng.normal(size=(probabilities.shape[1], size)).astype(np.float32)
+    return np.maximum(projected + rng.normal(scale=0.5, size=projected.shape).astype(np.float32), 0)
 
 
 def timed(queries, search) -> tuple[np.ndarray, list]:
@@ -76,16 +87,21 @@ def main() -> None:
     parser.add_argument("--exact-songs", type=int, default=RECOMMEND["exact_max_songs"],
                         help="also time brute force on this many songs (the exact_max_songs default)")
     parser.add_argument("--skip-sklearn", action="store_true", help="leave out scikit-learn (slow to fit)")
+    parser.add_argument("--features", nargs="+", default=RECOMMEND["features"],
+                        help="the space's blocks (default: params.yaml's recommend.features)")
     args = parser.parse_args()
-    n, k = args.songs, args.k
+    n, k, features = args.songs, args.k, args.features
 
     probabilities = synthetic_probabilities(n, args.tags, seed=args.seed)
     ids = np.array([f"song{i:07d}" for i in range(n)])
-    no_embeddings = np.zeros((n, 0), np.float32)
-    catalogue = Predictions(ids, np.full(n, "catalogue"), probabilities, no_embeddings, [f"tag{j}" for j in range(args.tags)])
+    blocks = {name: tag_like_embeddings(probabilities, EMBEDDING_SIZES[name], args.seed + 2 + i)
+              for i, name in enumerate(features) if name != "tags"}
+    catalogue = Predictions(ids, np.full(n, "catalogue"), probabilities,
+                            blocks.pop("embeddings", np.zeros((n, 0), np.float32)),
+                            [f"tag{j}" for j in range(args.tags)], blocks)
     queries = np.random.default_rng(args.seed + 1).choice(n, size=min(args.queries, n), replace=False)
 
-    brute = RecommendIndex.brute_force(catalogue, "tags")  # rows in catalogue order
+    brute = RecommendIndex.brute_force(catalogue, features)  # rows in catalogue order
     vectors = brute.vectors
     started = time.perf_counter()
     scores = vectors[queries] @ vectors.T
@@ -96,19 +112,20 @@ def main() -> None:
     del scores
 
     started = time.perf_counter()
-    graph = RecommendIndex.build(catalogue, "tags", RECOMMEND["exact_max_songs"], RECOMMEND["hnsw_m"],
+    graph = RecommendIndex.build(catalogue, features, RECOMMEND["exact_max_songs"], RECOMMEND["hnsw_m"],
                                  RECOMMEND["ef_search"])
     build_s = time.perf_counter() - started
     catalogue_row = {song_id: i for i, song_id in enumerate(ids.tolist())}
 
-    print(f"{n} songs x {args.tags} tags, {len(queries)} single queries, k={k}, cosine distance")
+    print(f"{n} songs, space {features} ({vectors.shape[1]} dimensions), {len(queries)} single queries, k={k}, "
+          "cosine distance")
     print(f"  {'method':34s} {'median':>8s} {'p95':>8s}   recall@{k}  (ms/query)")
     times, got = timed(queries, lambda r: [catalogue_row[i] for i, _ in brute.similar(ids[r], k)])
     report("numpy brute force (exact)", times, recall(got, exact))
     report("numpy brute force, batch of queries", np.array([batch_ms]), 1.0, f"{len(queries)} at once, amortised")
     if 0 < args.exact_songs < n:
         cut = catalogue.take(slice(0, args.exact_songs))
-        small = RecommendIndex.brute_force(cut, "tags")
+        small = RecommendIndex.brute_force(cut, features)
         times, _ = timed(queries[queries < args.exact_songs][:100] if (queries < args.exact_songs).sum() >= 20
                          else np.arange(min(100, args.exact_songs)), lambda r: small.similar(ids[r], k))
         report(f"numpy brute force, {args.exact_songs} songs", times, 1.0, "exact_max_songs default")
