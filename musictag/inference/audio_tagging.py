@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -38,13 +38,15 @@ _BATCH_WINDOWS = 32  # windows predicted at once, across files
 @dataclass(frozen=True)
 class TaggedFile:
     """A file's tags: mean probabilities (n_tags,), mean penultimate embedding (d,), and each
-    window's probabilities (n_windows, n_tags), window i starting at i * window_s seconds."""
+    window's probabilities (n_windows, n_tags), window i starting at i * window_s seconds; with tag_files'
+    `references`, each one's mean penultimate embedding by its name."""
 
     path: str
     probabilities: np.ndarray
     embedding: np.ndarray
     window_probabilities: np.ndarray
     window_s: float
+    reference_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def find_audio(paths: Iterable[str | Path]) -> list[str]:
@@ -89,12 +91,16 @@ def tag_file(tagger: Tagger, path: str | Path, *, min_duration_s: float, silence
 
 
 def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
-              silence_dbfs: float, workers: int = 0) -> Iterator[tuple[str, TaggedFile | Failure]]:
+              silence_dbfs: float, workers: int = 0, references: tuple = ()) -> Iterator[tuple[str, TaggedFile | Failure]]:
     """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
     on a terminal. A Failure's reason is a key of musictag.audio.checks.REJECT_REASONS: files are judged by the
     clean stage's `min_duration_s` and `silence_dbfs`, each decoded within `timeout_s` and
-    `memory_limit_mb` by one of `workers` processes (0 = all cores)."""
+    `memory_limit_mb` by one of `workers` processes (0 = all cores). `references`, published Taggers of
+    `tagger`'s front end, embed the same decoded windows (TaggedFile.reference_embeddings): one decode for all."""
     front_end = tagger.config["front_end"]
+    others = [reference for reference in references if reference.config["front_end"] != front_end]
+    if others:
+        raise MusictagError(f"{others[0].name} reads another front end than {tagger.name}: tag with it apart")
     pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
     # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit. The
     # server imports once what each worker would import for its first file: librosa.filters (the mel
@@ -107,31 +113,33 @@ def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_l
                                    windows=windows, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
         for path, outcome in pool.imap(decode, paths):
             if isinstance(outcome, Failure):
-                yield from _predict(tagger, pending, front_end["duration_s"])
+                yield from _predict(tagger, references, pending, front_end["duration_s"])
                 pending = []
                 yield path, outcome
             else:
                 pending.append((path, _take(outcome)))
                 if sum(len(spectrograms) for _, spectrograms in pending) >= _BATCH_WINDOWS:
-                    yield from _predict(tagger, pending, front_end["duration_s"])
+                    yield from _predict(tagger, references, pending, front_end["duration_s"])
                     pending = []
             progress.update()
-        yield from _predict(tagger, pending, front_end["duration_s"])
+        yield from _predict(tagger, references, pending, front_end["duration_s"])
 
 
-def _predict(tagger, pending: list[tuple[str, np.ndarray]], window_s: float) -> Iterator[tuple[str, TaggedFile]]:
-    """One forward pass over the pending files' windows, split back per file."""
+def _predict(tagger, references, pending: list[tuple[str, np.ndarray]], window_s: float) -> Iterator[tuple[str, TaggedFile]]:
+    """One forward pass of each model over the pending files' windows, split back per file."""
     if not pending:
         return
     _import_keras_quietly()
     batch = np.concatenate([spectrograms for _, spectrograms in pending])[..., np.newaxis]
     probabilities, embeddings = tagger.predict_batches([batch])
+    theirs = {reference.pretrained: reference.predict_batches([batch])[1] for reference in references}
     start = 0
     for path, spectrograms in pending:
         rows = slice(start, start + len(spectrograms))
         start = rows.stop
         yield path, TaggedFile(path, probabilities[rows].mean(axis=0), embeddings[rows].mean(axis=0),
-                               probabilities[rows], window_s)
+                               probabilities[rows], window_s,
+                               {name: vectors[rows].mean(axis=0) for name, vectors in theirs.items()})
 
 
 def _spectrograms_to_file(path: str, hand_over_dir: str, **options) -> str | Failure:

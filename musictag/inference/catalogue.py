@@ -142,16 +142,17 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, refer
     paths = list(dict.fromkeys(new["audio_path"]))  # a duplicated file is tagged once
     tagged_now, failed_now = {}, {}
     options = {"windows": windows, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb, **file_checks}
-    for path, outcome in tag_files(tagger, paths, **options):
+    alongside = [reference for name, reference in others.items()  # embed the same decoded windows
+                 if name != str(model) and reference.config["front_end"] == tagger.config["front_end"]]
+    for path, outcome in tag_files(tagger, paths, **options, references=alongside):
         if isinstance(outcome, Failure):
             print(outcome.message(path), file=sys.stderr)
             failed_now[path] = (outcome.reason, outcome.detail)
         else:
-            tagged_now[path] = (outcome.probabilities, outcome.embedding, {})
-    for name, reference in others.items():  # each decodes the files again: its front end may differ
-        if name == str(model):  # catalogue.model is this published tagger: its embeddings are in hand
-            for path, (_, embedding, references_of_song) in tagged_now.items():
-                references_of_song[name] = embedding
+            own = {str(model): outcome.embedding} if str(model) in others else {}  # a published catalogue.model
+            tagged_now[path] = (outcome.probabilities, outcome.embedding, {**outcome.reference_embeddings, **own})
+    for name, reference in others.items():  # a front end of its own: it decodes the files again
+        if name == str(model) or reference in alongside:
             continue
         for path, outcome in tag_files(reference, list(tagged_now), **options):
             if isinstance(outcome, Failure):  # it decoded for the first tagger: a timeout, say
