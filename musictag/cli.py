@@ -202,21 +202,14 @@ def _song_vector(path: str, features: list[str], args: argparse.Namespace):
     from musictag.inference.recommendation import song_vectors
     from musictag.pretrained import REFERENCE_TAGGERS
 
-    def tagged_by(tagger, references=()):
-        ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args), references=references)
-        if isinstance(tagged, Failure):
-            raise MusictagError(tagged.message(path))
-        return tagged
-
     tagger = _tagger(args.model or _catalogue_model())
-    others = [_tagger(name) for name in features if name in REFERENCE_TAGGERS and name != tagger.pretrained]
-    alongside = [other for other in others if other.config["front_end"] == tagger.config["front_end"]]
-    tagged = tagged_by(tagger, alongside)  # one decode for the taggers of one front end
-    embeddings = {**tagged.reference_embeddings, **({tagger.pretrained: tagged.embedding} if tagger.pretrained else {}),
-                  **{other.pretrained: tagged_by(other).embedding for other in others if other not in alongside}}
+    references = [name for name in features if name in REFERENCE_TAGGERS]
+    ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args), references=references)
+    if isinstance(tagged, Failure):
+        raise MusictagError(tagged.message(path))
     query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
                         tagged.embedding[np.newaxis], tagger.tag_names,
-                        {name: vector[np.newaxis] for name, vector in embeddings.items()})
+                        {name: vector[np.newaxis] for name, vector in tagged.reference_embeddings.items()})
     return song_vectors(query, features)[0]
 
 

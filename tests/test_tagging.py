@@ -4,6 +4,7 @@ import functools
 import json
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import soundfile
 from conftest import FRONT_END
 
+from musictag.audio.workers import Failure
 from musictag.cli import main as cli_main
 from musictag.errors import MusictagError
 from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
@@ -256,6 +258,29 @@ def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_mo
     assert len(neighbours) == 3 and {i for i, _ in neighbours} <= set(table.index) | {"a/song6.wav"}
     assert [d for _, d in neighbours] == sorted(d for _, d in neighbours)
     assert index.playlist(vector(new_song), length=4)[0] == neighbours[0][0]
+
+
+def test_published_embeddings_come_with_the_tags_from_one_decode_or_from_their_own(tiny_model, tmp_path):
+    songs = [_song(tmp_path / f"song{i}.wav", 20 + 25 * i, 220 * (i + 1)) for i in range(2)]
+    (tmp_path / "broken.mp3").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    paths = [str(songs[0]), str(tmp_path / "broken.mp3"), str(songs[1])]
+    alone = dict(tag_files(Tagger("msd-cnn"), paths, **tagging("all")))
+    for front_end_changed in (False, True):  # the same front end: one decode; another: msd-cnn decodes again
+        model = tiny_model
+        if front_end_changed:
+            model = tmp_path / "other_front_end"
+            shutil.copytree(tiny_model, model)
+            config = json.loads((model / "config.json").read_text())
+            config["front_end"]["top_db"] = 70.0  # another front end, the same input shape
+            (model / "config.json").write_text(json.dumps(config))
+        tagged = list(tag_files(Tagger(model), paths, **tagging("all"), references=["msd-cnn"]))
+        assert [path for path, _ in tagged] == paths and isinstance(tagged[1][1], Failure)
+        for path in (paths[0], paths[2]):
+            result = dict(tagged)[path]
+            assert list(result.reference_embeddings) == ["msd-cnn"]
+            np.testing.assert_allclose(result.reference_embeddings["msd-cnn"], alone[path].embedding, atol=1e-5)
+    ((_, own),) = tag_files(Tagger("msd-cnn"), paths[:1], **tagging("all"), references=["msd-cnn"])
+    np.testing.assert_array_equal(own.reference_embeddings["msd-cnn"], own.embedding)  # tagged once
 
 
 def test_a_catalogue_source_names_its_own_audio_folder(tiny_model, tmp_path):

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -91,16 +92,52 @@ def tag_file(tagger: Tagger, path: str | Path, *, min_duration_s: float, silence
 
 
 def tag_files(tagger, paths: list[str], windows: str, timeout_s: float, memory_limit_mb: float, min_duration_s: float,
-              silence_dbfs: float, workers: int = 0, references: tuple = ()) -> Iterator[tuple[str, TaggedFile | Failure]]:
+              silence_dbfs: float, workers: int = 0, references: Iterable[str] = ()) -> Iterator[tuple[str, TaggedFile | Failure]]:
     """(path, TaggedFile or Failure) for every path, in order, with a progress bar (files/s, ETA)
     on a terminal. A Failure's reason is a key of musictag.audio.checks.REJECT_REASONS: files are judged by the
     clean stage's `min_duration_s` and `silence_dbfs`, each decoded within `timeout_s` and
-    `memory_limit_mb` by one of `workers` processes (0 = all cores). `references`, published Taggers of
-    `tagger`'s front end, embed the same decoded windows (TaggedFile.reference_embeddings): one decode for all."""
+    `memory_limit_mb` by one of `workers` processes (0 = all cores).
+
+    `references` names published taggers (musictag.pretrained) whose mean penultimate embedding each TaggedFile
+    also carries (reference_embeddings, the blocks recommend.features joins): those of `tagger`'s front end
+    embed the same decoded windows, one decode for all; any other decodes the tagged files again (then the
+    results come once all are tagged, and a file it cannot tag is a Failure)."""
+    from musictag.inference.tagger import Tagger
+
+    names = list(dict.fromkeys(references))
+    others = {name: Tagger(name) for name in names if name != tagger.pretrained}
     front_end = tagger.config["front_end"]
-    others = [reference for reference in references if reference.config["front_end"] != front_end]
-    if others:
-        raise MusictagError(f"{others[0].name} reads another front end than {tagger.name}: tag with it apart")
+    alongside = [other for other in others.values() if other.config["front_end"] == front_end]
+    options = {"windows": windows, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb,
+               "min_duration_s": min_duration_s, "silence_dbfs": silence_dbfs, "workers": workers}
+    results = _tag_files_once(tagger, alongside, paths, **options)
+    if tagger.pretrained in names:  # a published `tagger` is one of the references itself
+        results = ((path, _with(outcome, tagger.pretrained, outcome.embedding)) for path, outcome in results)
+    apart = [other for other in others.values() if other not in alongside]
+    if not apart:
+        yield from results
+        return
+    results = dict(results)
+    for other in apart:
+        tagged = [path for path, outcome in results.items() if isinstance(outcome, TaggedFile)]
+        for path, outcome in _tag_files_once(other, [], tagged, **options):
+            results[path] = outcome if isinstance(outcome, Failure) else _with(results[path], other.pretrained,
+                                                                              outcome.embedding)
+    yield from ((path, results[path]) for path in dict.fromkeys(paths))
+
+
+def _with(tagged, name: str, embedding: np.ndarray):
+    """`tagged` (a TaggedFile, or a Failure passed through) with `name`'s embedding added."""
+    if isinstance(tagged, Failure):
+        return tagged
+    return dataclasses.replace(tagged, reference_embeddings={**tagged.reference_embeddings, name: embedding})
+
+
+def _tag_files_once(tagger, references: list, paths: list[str], windows: str, timeout_s: float,
+                    memory_limit_mb: float, min_duration_s: float, silence_dbfs: float,
+                    workers: int) -> Iterator[tuple[str, TaggedFile | Failure]]:
+    """tag_files with `references`, Taggers of `tagger`'s front end, embedding the same decoded windows."""
+    front_end = tagger.config["front_end"]
     pending: list[tuple[str, np.ndarray]] = []  # decoded, waiting for a batch
     # forkserver: the parent holds TensorFlow's threads, which a forked worker must not inherit. The
     # server imports once what each worker would import for its first file: librosa.filters (the mel

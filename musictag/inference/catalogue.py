@@ -133,34 +133,21 @@ def _tag_songs(songs: pd.DataFrame, previous_dir: Path, model: str | Path, refer
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.tagger import Tagger
 
-    tagger, others = Tagger(model), {name: Tagger(name) for name in references}
+    tagger = Tagger(model)
     state = {"source": "audio", "model": tagger.name, "references": references,
-             "fingerprint": fingerprint([tagger, *others.values()], windows), "windows": windows}
+             "fingerprint": fingerprint([tagger, *map(Tagger, references)], windows), "windows": windows}
     songs = songs.assign(md5=[file_md5(p) for p in songs["audio_path"]])
     done, failed_before = _previous_results(previous_dir, state["fingerprint"])
     new = songs[~songs["md5"].isin(done.keys() | failed_before.keys()) | (songs["md5"] == "")]
     paths = list(dict.fromkeys(new["audio_path"]))  # a duplicated file is tagged once
     tagged_now, failed_now = {}, {}
     options = {"windows": windows, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb, **file_checks}
-    alongside = [reference for name, reference in others.items()  # embed the same decoded windows
-                 if name != str(model) and reference.config["front_end"] == tagger.config["front_end"]]
-    for path, outcome in tag_files(tagger, paths, **options, references=alongside):
+    for path, outcome in tag_files(tagger, paths, **options, references=references):
         if isinstance(outcome, Failure):
             print(outcome.message(path), file=sys.stderr)
             failed_now[path] = (outcome.reason, outcome.detail)
         else:
-            own = {str(model): outcome.embedding} if str(model) in others else {}  # a published catalogue.model
-            tagged_now[path] = (outcome.probabilities, outcome.embedding, {**outcome.reference_embeddings, **own})
-    for name, reference in others.items():  # a front end of its own: it decodes the files again
-        if name == str(model) or reference in alongside:
-            continue
-        for path, outcome in tag_files(reference, list(tagged_now), **options):
-            if isinstance(outcome, Failure):  # it decoded for the first tagger: a timeout, say
-                print(outcome.message(path), file=sys.stderr)
-                failed_now[path] = (outcome.reason, outcome.detail)
-                del tagged_now[path]
-            else:
-                tagged_now[path][2][name] = outcome.embedding
+            tagged_now[path] = (outcome.probabilities, outcome.embedding, outcome.reference_embeddings)
     results, failures = [], []
     for song in songs.itertuples(index=False):
         if song.audio_path in tagged_now or song.audio_path in failed_now:
