@@ -170,18 +170,20 @@ def raw_features(tracks: list[dict]) -> dict[str, np.ndarray]:
 
 def recommend_space(raw: dict[str, np.ndarray], windows: str) -> tuple[str, np.ndarray]:
     """(name, vectors) of the space the recommend stage and `musictag similar` search by default
-    (params.yaml's recommend.features through musictag.inference.recommendation.song_vectors), the catalogue
+    (params.yaml's recommend section through musictag.inference.recommendation.RecommendIndex), the catalogue
     tagged by the trained model."""
     from musictag.inference.predictions import Predictions
-    from musictag.inference.recommendation import song_vectors
+    from musictag.inference.recommendation import RecommendIndex
     from musictag.params import load_params
 
-    features = load_params("recommend")["features"]
+    params = load_params("recommend")
+    features = params["features"]
     n = len(raw[f"trained-tags-{windows}"])
     songs = Predictions(np.arange(n).astype(str), np.full(n, "catalogue"), raw[f"trained-tags-{windows}"],
                         raw[f"trained-embedding-{windows}"], [],
                         {name: raw[f"{name}-embedding-{windows}"] for name in ("msd-crnn", "msd-cnn")})
-    return f"recommend.features [{', '.join(features)}], {windows}", song_vectors(songs, features)
+    index = RecommendIndex.brute_force(songs, features, params["embedding_components"])
+    return f"recommend.features [{', '.join(features)}], {windows}", index.vectors
 
 
 def feature_spaces(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -168,14 +168,14 @@ def _recommend_index():
 def _similar(args: argparse.Namespace) -> None:
     index = _recommend_index()
     if _is_audio_file(args.song_id, index):
-        _songs(index.similar_to(_song_vector(args.song_id, index.features, args), args.k))
+        _songs(index.similar_to(_song_vector(args.song_id, index, args), args.k))
     else:
         _songs(index.similar(args.song_id, args.k))
 
 
 def _playlist(args: argparse.Namespace) -> None:
     index = _recommend_index()
-    seed = _song_vector(args.seed, index.features, args) if _is_audio_file(args.seed, index) else args.seed
+    seed = _song_vector(args.seed, index, args) if _is_audio_file(args.seed, index) else args.seed
     _songs([(song_id, None) for song_id in index.playlist(seed, args.length, lookahead=not args.greedy)])
 
 
@@ -190,27 +190,26 @@ def _is_audio_file(song: str, index) -> bool:
     return Path(song).is_file() or Path(song).suffix.lower() in AUDIO_EXTENSIONS
 
 
-def _song_vector(path: str, features: list[str], args: argparse.Namespace):
-    """The index vector of an audio file outside the catalogue, as the catalogue stage makes a song's: tagged
-    by the catalogue's model (or --model) and by each published tagger the index's `features` joins, then
-    song_vectors of those outputs."""
+def _song_vector(path: str, index, args: argparse.Namespace):
+    """The vector of an audio file outside the catalogue in `index`'s space, as the catalogue stage makes a
+    song's: tagged by the catalogue's model (or --model) and by each published tagger the index's features
+    join, then projected as the index's songs were (RecommendIndex.vectors_of)."""
     import numpy as np
 
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.predictions import Predictions
-    from musictag.inference.recommendation import song_vectors
     from musictag.pretrained import REFERENCE_TAGGERS
 
     tagger = _tagger(args.model or _catalogue_model())
-    references = [name for name in features if name in REFERENCE_TAGGERS]
+    references = [name for name in index.features if name in REFERENCE_TAGGERS]
     ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args), references=references)
     if isinstance(tagged, Failure):
         raise MusictagError(tagged.message(path))
     query = Predictions(np.array([path]), np.array(["query"]), tagged.probabilities[np.newaxis],
                         tagged.embedding[np.newaxis], tagger.tag_names,
                         {name: vector[np.newaxis] for name, vector in tagged.reference_embeddings.items()})
-    return song_vectors(query, features)[0]
+    return index.vectors_of(query)[0]
 
 
 def _paper_cost(args: argparse.Namespace) -> None:

@@ -233,6 +233,7 @@ Features = Annotated[list[Literal["tags", "embeddings", PretrainedName]], Field(
 
 class Recommend(Section):
     features: Features
+    embedding_components: Count
     k: PositiveInt
     split: Split
     seed: int

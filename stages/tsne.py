@@ -17,7 +17,8 @@ from musictag.paths import DATA_DIR, METRICS_DIR
 def main() -> None:
     params = load_params()
     summary = build_map(DATA_DIR / "predictions.npz", DATA_DIR / "clean.csv", DATA_DIR / "tsne",
-                        features=params["recommend"]["features"], **params["tsne"])
+                        features=params["recommend"]["features"],
+                        embedding_components=params["recommend"]["embedding_components"], **params["tsne"])
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DATA_DIR / "tsne" / "map.png", METRICS_DIR / "tsne.png")
     seconds = summary.pop("tsne_seconds")  # kept out of the metrics file: it differs on every run

@@ -31,7 +31,8 @@ def make_predictions(Predictions, n=200, n_tags=12, dim=6, seed=0, splits=None):
 def build(predictions, **options):
     """RecommendIndex.build with params.yaml's recommend section, but for `options`."""
     params = defaults("recommend", **options)
-    return RecommendIndex.build(predictions, params["features"], params["exact_max_songs"], params["hnsw_m"],
+    return RecommendIndex.build(predictions, params["features"], params["embedding_components"],
+                                params["exact_max_songs"], params["hnsw_m"],
                                 params["ef_search"])
 
 
@@ -39,7 +40,8 @@ def metrics_of(predictions, manifest, **options):
     """retrieval_metrics with params.yaml's recommend section, but for `options` and the tag space (the hand
     examples are built in it)."""
     params = defaults("recommend", **{"features": ["tags"], **options})
-    return retrieval_metrics(predictions, manifest, params["k"], params["split"], params["seed"], params["features"])
+    return retrieval_metrics(predictions, manifest, params["k"], params["split"], params["seed"], params["features"],
+                             params["embedding_components"])
 
 
 def unit(matrix):
@@ -71,6 +73,28 @@ def test_similar_is_the_exact_brute_force_answer(Predictions, features):
         order = np.argsort(np.where(np.arange(len(distances)) == row, np.inf, distances[row]), kind="stable")[:10]
         assert ids == list(predictions.ids[order])
         np.testing.assert_allclose(got, distances[row, order], atol=1e-5)
+
+
+def test_a_wide_block_is_searched_in_its_leading_singular_directions(Predictions, tmp_path):
+    predictions = make_predictions(Predictions, n=150)
+    rng = np.random.default_rng(7)
+    rank_8 = np.abs(rng.normal(size=(150, 8))) @ np.abs(rng.normal(size=(8, 64)))  # 64 dims, rank 8
+    predictions.reference_embeddings["msd-cnn"] = rank_8.astype(np.float32)
+    features = ["tags", "msd-cnn"]
+    index = RecommendIndex.brute_force(predictions, features, embedding_components=8)
+    assert index.projections["msd-cnn"].shape == (8, 64) and index.vectors.shape == (150, 12 + 8)
+    whole = RecommendIndex.brute_force(predictions, features)  # a rank-8 block loses nothing in 8 directions
+    assert not whole.projections and whole.vectors.shape == (150, 12 + 64)
+    for row in (0, 77):
+        assert [i for i, _ in index.similar(predictions.ids[row], 10)] == [i for i, _ in whole.similar(predictions.ids[row], 10)]
+    np.testing.assert_allclose(index.neighbours(10)[1], whole.neighbours(10)[1], atol=1e-5)
+    index.save(tmp_path / "index.npz")
+    loaded = RecommendIndex.load(tmp_path / "index.npz")
+    np.testing.assert_array_equal(loaded.projections["msd-cnn"], index.projections["msd-cnn"])
+    outside = predictions.take(np.array([3, 9]))  # songs given as outputs, as an audio query is: projected alike
+    np.testing.assert_allclose(loaded.vectors_of(outside), index.vectors[[3, 9]], atol=1e-6)
+    again = RecommendIndex.brute_force(predictions, features, embedding_components=8)
+    np.testing.assert_array_equal(again.projections["msd-cnn"], index.projections["msd-cnn"])  # signs fixed
 
 
 def test_k_larger_than_the_catalogue_gives_every_other_song(Predictions):

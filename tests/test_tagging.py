@@ -22,7 +22,7 @@ from musictag.errors import MusictagError
 from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
 from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.inference.predictions import Predictions
-from musictag.inference.recommendation import RecommendIndex, song_vectors
+from musictag.inference.recommendation import RecommendIndex
 from musictag.inference.tagger import Tagger, predict_with_references
 from musictag.params import defaults
 from musictag.pretrained import REFERENCE_TAGGERS
@@ -242,14 +242,14 @@ def test_a_folder_catalogue_tags_each_file_once_and_is_searched_by_audio(tiny_mo
     tagged = Predictions.load(out / "songs.npz")
     assert tagged.reference_embeddings["msd-cnn"].shape == (7, 256)
     features = ["tags", "embeddings", "msd-cnn"]
-    index = RecommendIndex.brute_force(tagged, features)
+    index = RecommendIndex.brute_force(tagged, features, embedding_components=4)  # msd-cnn's 256 searched as 4
 
     def vector(path):
         ((_, query),) = tag_files(tagger, [str(path)], **tagging(defaults("catalogue")["windows"]))
         ((_, theirs),) = tag_files(reference, [str(path)], **tagging(defaults("catalogue")["windows"]))
-        return song_vectors(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
-                                        query.embedding[np.newaxis], tagger.tag_names,
-                                        {"msd-cnn": theirs.embedding[np.newaxis]}), features)[0]
+        return index.vectors_of(Predictions(np.array([str(path)]), np.array(["q"]), query.probabilities[np.newaxis],
+                                            query.embedding[np.newaxis], tagger.tag_names,
+                                            {"msd-cnn": theirs.embedding[np.newaxis]}))[0]
 
     nearest, distance = index.similar_to(vector(songs[3]), k=3)[0]
     assert nearest == "b/deep/song3.wav" and distance < 1e-5  # a catalogue song, as audio, finds itself

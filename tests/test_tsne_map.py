@@ -26,9 +26,9 @@ def maps(tmp_path_factory):
     root = tmp_path_factory.mktemp("tsne")
     predictions, manifest = catalogue(root)
     fast = dict(n_iter=250, k=5, n_jobs=1)
-    linked = build_map(predictions, manifest, root / "linked", features=["tags"],
+    linked = build_map(predictions, manifest, root / "linked", features=["tags"], embedding_components=0,
                        **defaults("tsne", embed_audio_max_songs=10, **fast))
-    embedded = build_map(predictions, manifest, root / "embedded", features=["tags"],
+    embedded = build_map(predictions, manifest, root / "embedded", features=["tags"], embedding_components=0,
                          **defaults("tsne", embed_audio_max_songs=50, max_songs=12, **fast))
     return root, predictions, linked, embedded
 
@@ -96,7 +96,8 @@ def test_song_selection_and_faults(tmp_path):
     predictions, manifest = catalogue(tmp_path, n=10)
     manifest = Manifest(manifest.clips.iloc[1:], manifest.tag_names, manifest.targets[1:])
     with pytest.raises(MusictagError, match="'song000' is not in the manifest"):
-        build_map(predictions, manifest, tmp_path / "out", features=["tags"], **defaults("tsne", n_iter=250))
+        build_map(predictions, manifest, tmp_path / "out", features=["tags"], embedding_components=0,
+                  **defaults("tsne", n_iter=250))
 
 
 @pytest.mark.parametrize("implementation", ["sklearn", "opentsne"])

@@ -6,7 +6,11 @@ embedding of a published MSD tagger ("msd-cnn", "msd-crnn": Predictions.referenc
 is scaled to unit length and the whole by 1/sqrt(number of blocks), so the cosine of two songs is the mean
 of their blocks' cosines. Distance is cosine distance, 1 - cos, in [0, 2]. The default, tags and msd-cnn's
 embedding, is what the real-music benchmark (benchmarks/soundtrack_retrieval.py) found best among the spaces
-that keep the embedded corpus's own same-artist precision.
+that keep the embedded corpus's own same-artist precision. A published tagger's block wider than
+`embedding_components` is first projected on its leading right singular vectors over the indexed songs
+(truncated SVD, which keeps inner products as well as that many dimensions can), stored with the index so
+that a query is projected alike: 256 dimensions searched as 32 keep the benchmark's scores and the query
+time of the tag space (docs/performance.md).
 
 Search is exact brute force (one float32 matrix-vector product, then argpartition) while the
 catalogue has at most `exact_max_songs` songs. Above that it is faiss's HNSW graph (IndexHNSWFlat,
@@ -33,7 +37,8 @@ from musictag.errors import MusictagError
 from musictag.files import write_atomic
 from musictag.inference.predictions import Predictions
 
-FORMAT_VERSION = 4  # 4: features is a list of blocks
+FORMAT_VERSION = 5  # 4: features is a list of blocks; 5: with their projections
+PROJECTION_PREFIX = "projection_of_"  # the .npz key of a block's projection: projection_of_msd-cnn
 HNSW_EF_CONSTRUCTION = 80  # candidates while linking a song into the graph
 SAME_ARTIST_KS = (5, 10)  # the real-music benchmark's precision@k, scored on the test split too
 _BLOCK_ELEMENTS = 1 << 24  # scores held at once by the batch search (64 MiB of float32)
@@ -61,12 +66,34 @@ def feature_block(predictions, name: str) -> np.ndarray:
     return predictions.reference_embeddings[name]
 
 
-def song_vectors(predictions, features: list[str]) -> np.ndarray:
+def fit_projections(predictions, features: list[str], embedding_components: int) -> dict[str, np.ndarray]:
+    """{name: (embedding_components, d) float32} for each published tagger's block of `features` wider than
+    `embedding_components` (0: none): its leading right singular vectors over the songs of `predictions`,
+    each signed so that its largest entry is positive (the same projection on every machine)."""
+    projections = {}
+    for name in features:
+        if name in ("tags", "embeddings") or not 0 < embedding_components < feature_block(predictions, name).shape[1]:
+            continue
+        _, _, right = np.linalg.svd(np.asarray(feature_block(predictions, name), np.float64), full_matrices=False)
+        right = right[:embedding_components]
+        signs = np.sign(right[np.arange(len(right)), np.abs(right).argmax(axis=1)])
+        projections[name] = (right * signs[:, np.newaxis]).astype(np.float32)
+    return projections
+
+
+def song_vectors(predictions, features: list[str], projections: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The (n, D) unit-length float32 vectors that the index searches, one per song of `predictions`: the
-    blocks `features` names, each unit-length, side by side, scaled by 1/sqrt(len(features))."""
+    blocks `features` names, each projected where `projections` has it (fit_projections), unit-length, side by
+    side, scaled by 1/sqrt(len(features))."""
     if isinstance(features, str) or not features:
         raise MusictagError(f"recommend.features: a list of blocks (tags, embeddings, msd-cnn, msd-crnn), got {features!r}")
-    blocks = [_unit_rows(feature_block(predictions, name)) for name in features]
+    projections = projections or {}
+    blocks = []
+    for name in features:
+        block = feature_block(predictions, name)
+        if name in projections:
+            block = np.asarray(block, np.float32) @ projections[name].T
+        blocks.append(_unit_rows(block))
     return np.concatenate(blocks, axis=1) * np.float32(1 / np.sqrt(len(blocks)))
 
 
@@ -108,12 +135,13 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass
 class RecommendIndex:
-    """Song vectors with their ids, row r = ids[r]; `graph` is a faiss IndexHNSWFlat over the same rows,
-    or None for exact brute force."""
+    """Song vectors with their ids, row r = ids[r], in the space of `features` with their `projections`
+    (fit_projections); `graph` is a faiss IndexHNSWFlat over the same rows, or None for exact brute force."""
 
     ids: np.ndarray
     vectors: np.ndarray
     features: list[str]
+    projections: dict[str, np.ndarray]
     graph: object | None = None
 
     def __post_init__(self):
@@ -130,21 +158,24 @@ class RecommendIndex:
     # --- building, saving, loading ---------------------------------------------------------------
 
     @classmethod
-    def brute_force(cls, predictions, features: list[str]) -> "RecommendIndex":
-        """A brute-force index over every song of `predictions` (Predictions: ids, probabilities, embeddings)."""
-        vectors = song_vectors(predictions, features)
+    def brute_force(cls, predictions, features: list[str], embedding_components: int = 0) -> "RecommendIndex":
+        """A brute-force index over every song of `predictions` (Predictions: ids, probabilities, embeddings),
+        published taggers' blocks projected on `embedding_components` dimensions (0: whole)."""
         ids = np.asarray(predictions.ids).astype(str)
-        if len(ids) != len(vectors):
-            raise MusictagError(f"recommend: {len(ids)} ids but {len(vectors)} song vectors")
         if len(ids) < 2:
             raise MusictagError(f"recommend: need at least 2 songs to recommend from, got {len(ids)}")
-        return cls(ids, vectors, features)
+        projections = fit_projections(predictions, features, embedding_components)
+        vectors = song_vectors(predictions, features, projections)
+        if len(ids) != len(vectors):
+            raise MusictagError(f"recommend: {len(ids)} ids but {len(vectors)} song vectors")
+        return cls(ids, vectors, features, projections)
 
     @classmethod
-    def build(cls, predictions, features: list[str], exact_max_songs: int, hnsw_m: int, ef_search: int) -> "RecommendIndex":
+    def build(cls, predictions, features: list[str], embedding_components: int, exact_max_songs: int, hnsw_m: int,
+              ef_search: int) -> "RecommendIndex":
         """An index over every song of `predictions`: up to `exact_max_songs` songs exact, more an HNSW graph
         of `hnsw_m` links a song, searched with `ef_search` candidates (more: higher recall, slower)."""
-        index = cls.brute_force(predictions, features)
+        index = cls.brute_force(predictions, features, embedding_components)
         if len(index) <= exact_max_songs:
             return index
         ids, vectors = index.ids, index.vectors
@@ -154,7 +185,7 @@ class RecommendIndex:
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         with _faiss_one_thread():
             graph.add(vectors)
-        index = cls(ids, vectors, features, graph)
+        index = cls(ids, vectors, features, index.projections, graph)
         index.ef_search = ef_search
         return index
 
@@ -175,9 +206,10 @@ class RecommendIndex:
             import faiss
 
             graph = faiss.serialize_index(self.graph)
+        projections = {PROJECTION_PREFIX + name: matrix for name, matrix in self.projections.items()}
         write_atomic(Path(path), lambda tmp: np.savez(tmp, format_version=FORMAT_VERSION, ids=self.ids,
                                                       vectors=self.vectors, features=np.array(self.features),
-                                                      graph=graph))
+                                                      graph=graph, **projections))
 
     @classmethod
     def load(cls, path: str | Path) -> "RecommendIndex":
@@ -192,7 +224,9 @@ class RecommendIndex:
                     import faiss
 
                     graph = faiss.deserialize_index(data["graph"])
-                return cls(data["ids"], data["vectors"], data["features"].tolist(), graph)
+                projections = {key[len(PROJECTION_PREFIX):]: data[key] for key in data.files
+                               if key.startswith(PROJECTION_PREFIX)}
+                return cls(data["ids"], data["vectors"], data["features"].tolist(), projections, graph)
         except FileNotFoundError:
             raise MusictagError(f"{path}: recommendation index not found (run `dvc repro recommend`)") from None
         except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
@@ -259,9 +293,14 @@ class RecommendIndex:
         k = self._check_k(k)
         return [(self._id_list[r], d) for r, d in self._search_row(self.row_of(song_id), k)]
 
+    def vectors_of(self, predictions) -> np.ndarray:
+        """The vectors (n, D) of songs outside the index (Predictions with this index's blocks), in its space:
+        its features, its projections."""
+        return song_vectors(predictions, self.features, self.projections)
+
     def similar_to(self, vector: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
-        """The k songs nearest to a song outside the index, given its vector (song_vectors, this
-        index's features), nearest first, as (id, cosine distance)."""
+        """The k songs nearest to a song outside the index, given its vector (vectors_of), nearest first, as
+        (id, cosine distance)."""
         k = self._check_k(k)
         return [(self._id_list[r], d) for r, d in self._search(self._query(vector), k)]
 
@@ -347,7 +386,8 @@ class RecommendIndex:
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, features: list[str]) -> dict:
+def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, features: list[str],
+                      embedding_components: int) -> dict:
     """How well neighbours in the tag space agree with the ground truth, against random songs.
 
     For each song of `split`, its k nearest neighbours are searched among the songs of the same
@@ -375,7 +415,7 @@ def retrieval_metrics(predictions, manifest, k: int, split: str, seed: int, feat
     tags = manifest.targets[rows].astype(np.float32)
     artists = manifest.clips["artist"].astype(str).to_numpy()[rows]
 
-    index = RecommendIndex.brute_force(predictions.take(keep), features)
+    index = RecommendIndex.brute_force(predictions.take(keep), features, embedding_components)
     deepest, _ = index.neighbours(min(max(k_used, *SAME_ARTIST_KS), n - 1))  # index rows == subset order
     neighbour_rows = deepest[:, :k_used]  # the nearest k_used of a longer list, in the same order
 
@@ -440,18 +480,20 @@ def read_inputs(predictions, manifest):
     return predictions, manifest
 
 
-def build_recommendations(predictions, manifest, index_path, *, catalogue, features: list[str], k: int, split: str, seed: int,
-                          exact_max_songs: int, hnsw_m: int, ef_search: int) -> dict:
+def build_recommendations(predictions, manifest, index_path, *, catalogue, features: list[str],
+                          embedding_components: int, k: int, split: str, seed: int, exact_max_songs: int, hnsw_m: int,
+                          ef_search: int) -> dict:
     """Build the index over `catalogue` (Predictions of the songs to recommend from, or its file;
     None: every song of `predictions`), save it to `index_path`, and return the retrieval metrics
     of `predictions`' `split`, scored against `manifest`'s tags (retrieval_metrics), with a summary
     of the index under "index"."""
     predictions, manifest = read_inputs(predictions, manifest)
     catalogue = predictions if catalogue is None else read_inputs(catalogue, None)[0]
-    index = RecommendIndex.build(catalogue, features=features, exact_max_songs=exact_max_songs, hnsw_m=hnsw_m,
-                                 ef_search=ef_search)
+    index = RecommendIndex.build(catalogue, features=features, embedding_components=embedding_components,
+                                 exact_max_songs=exact_max_songs, hnsw_m=hnsw_m, ef_search=ef_search)
     index.save(Path(index_path))
-    metrics = retrieval_metrics(predictions, manifest, k=k, split=split, seed=seed, features=features)
+    metrics = retrieval_metrics(predictions, manifest, k=k, split=split, seed=seed, features=features,
+                                embedding_components=embedding_components)
     metrics["index"] = {"n_songs": len(index), "exact": index.exact, "dimensions": int(index.vectors.shape[1])}
     return metrics
 

@@ -231,8 +231,8 @@ def write_html(path: Path, payload: dict, title: str) -> None:
 
 
 def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_songs: int, implementation: str,
-              perplexity: float, metric: str, seed: int, k: int, features: list[str], n_coloured_tags: int,
-              embed_audio_max_songs: int, n_jobs: int, n_iter: int) -> dict:
+              perplexity: float, metric: str, seed: int, k: int, features: list[str], embedding_components: int,
+              n_coloured_tags: int, embed_audio_max_songs: int, n_jobs: int, n_iter: int) -> dict:
     """Write out_dir/map.png and out_dir/map.html for the songs of `split`; a summary for metrics/.
 
     `predictions` (musictag.inference.predictions.Predictions, or the path of its .npz) gives the songs' predicted
@@ -264,7 +264,7 @@ def build_map(predictions, manifest, out_dir: str | Path, *, split: str, max_son
         print(f"tsne: {title}")
     plot_png(coordinates, colouring, out_dir / "map.png", title + ", coloured by top tag")
 
-    index = RecommendIndex.brute_force(predictions.take(rows), features)
+    index = RecommendIndex.brute_force(predictions.take(rows), features, embedding_components)
     k = min(int(k), n - 1)
     neighbour_rows, neighbour_distances = index.neighbours(k)  # brute-force index rows == map order
 
