@@ -199,10 +199,10 @@ def _song_vector(path: str, index, args: argparse.Namespace):
     from musictag.audio.workers import Failure
     from musictag.inference.audio_tagging import tag_files
     from musictag.inference.predictions import Predictions
-    from musictag.pretrained import REFERENCE_TAGGERS
+    from musictag.pretrained import reference_names
 
     tagger = _tagger(args.model or _catalogue_model())
-    references = [name for name in index.features if name in REFERENCE_TAGGERS]
+    references = reference_names(index.features)
     ((_, tagged),) = tag_files(tagger, [path], **_tagging_options(args), references=references)
     if isinstance(tagged, Failure):
         raise MusictagError(tagged.message(path))

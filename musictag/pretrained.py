@@ -50,6 +50,12 @@ class ReferenceTagger:
     approximate: str = ""
 
 
+def reference_names(features: list[str]) -> list[str]:
+    """The names in `features` (recommend.features) that are published taggers' embeddings, in order: the
+    blocks the predict stage, the catalogue and an audio query compute beside the catalogue model's own."""
+    return [name for name in features if name in REFERENCE_TAGGERS]
+
+
 REFERENCE_TAGGERS: dict[str, ReferenceTagger] = {
     "msd-crnn": ReferenceTagger(
         "music_tagger_crnn_weights_tensorflow.h5",

@@ -3,14 +3,14 @@ from musictag.errors import run_main
 from musictag.inference.catalogue import build_catalogue
 from musictag.params import load_params
 from musictag.paths import DATA_DIR
-from musictag.pretrained import REFERENCE_TAGGERS
+from musictag.pretrained import reference_names
 
 
 def main() -> None:
     params, clean = load_params("catalogue"), load_params("clean")
     chosen = params.pop("model")  # trained: the pipeline's model; else a published tagger's name
     model = DATA_DIR / "model" if chosen == "trained" else chosen
-    references = [name for name in load_params("recommend")["features"] if name in REFERENCE_TAGGERS]
+    references = reference_names(load_params("recommend")["features"])
     counts = build_catalogue(DATA_DIR / "catalogue", model, DATA_DIR / "predictions.npz",
                              DATA_DIR / "clean.csv", **params, references=references, data_params=load_params("data"),
                              file_checks={"min_duration_s": clean["min_duration_s"],

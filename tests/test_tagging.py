@@ -23,9 +23,9 @@ from musictag.inference.audio_tagging import tag_file, tag_files, top_tags
 from musictag.inference.catalogue import build_catalogue, read_songs
 from musictag.inference.predictions import Predictions
 from musictag.inference.recommendation import RecommendIndex
-from musictag.inference.tagger import Tagger, predict_with_references
+from musictag.inference.tagger import Tagger
 from musictag.params import defaults
-from musictag.pretrained import REFERENCE_TAGGERS
+from musictag.pretrained import reference_names
 
 
 def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_path):
@@ -41,7 +41,7 @@ def test_predict_shards_covers_every_split_once(tiny_model, tiny_shards, tmp_pat
 
 
 def test_the_predict_stage_adds_a_published_taggers_embeddings(tiny_model, tiny_shards, tmp_path, monkeypatch):
-    predictions = predict_with_references(tiny_model, tiny_shards, ["msd-cnn"])
+    predictions = Tagger(tiny_model).predict_shards(tiny_shards, references=["msd-cnn"])
     own = Tagger(tiny_model).predict_shards(tiny_shards)
     theirs = Tagger("msd-cnn").model.predict_on_batch  # msd-cnn's (probabilities, embeddings) of a batch
     assert list(predictions.ids) == list(own.ids)
@@ -61,7 +61,7 @@ def test_the_predict_stage_adds_a_published_taggers_embeddings(tiny_model, tiny_
     other = {**shard_reader.read_index(tiny_shards), "front_end": {**FRONT_END, "n_mels": 128}}
     monkeypatch.setattr(shard_reader, "read_index", lambda shards_dir: other)
     with pytest.raises(MusictagError, match="recommend.features: msd-cnn reads spectrograms of its own front end"):
-        predict_with_references(tiny_model, tiny_shards, ["msd-cnn"])
+        Tagger(tiny_model).predict_shards(tiny_shards, references=["msd-cnn"])
 
 
 def test_long_file_is_scored_over_several_windows(tiny_model, tmp_path):
@@ -195,7 +195,7 @@ def catalogue(*paths, **options) -> dict:
     """build_catalogue with params.yaml's catalogue, data and clean sections, but for `options`; the model is
     the first of `paths` (the stage turns catalogue.model into it), the references recommend.features' published
     taggers (as the stage picks them)."""
-    references = [name for name in defaults("recommend")["features"] if name in REFERENCE_TAGGERS]
+    references = reference_names(defaults("recommend")["features"])
     params = {**defaults("catalogue"), "references": references, "data_params": defaults("data"),
               "file_checks": file_checks()}
     del params["model"]

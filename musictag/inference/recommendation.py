@@ -40,6 +40,7 @@ from musictag.inference.predictions import Predictions
 FORMAT_VERSION = 5  # 4: features is a list of blocks; 5: with their projections
 PROJECTION_PREFIX = "projection_of_"  # the .npz key of a block's projection: projection_of_msd-cnn
 HNSW_EF_CONSTRUCTION = 80  # candidates while linking a song into the graph
+OWN_BLOCKS = ("tags", "embeddings")  # the catalogue model's outputs; any other block is a published tagger's
 SAME_ARTIST_KS = (5, 10)  # the real-music benchmark's precision@k, scored on the test split too
 _BLOCK_ELEMENTS = 1 << 24  # scores held at once by the batch search (64 MiB of float32)
 
@@ -72,9 +73,12 @@ def fit_projections(predictions, features: list[str], embedding_components: int)
     each signed so that its largest entry is positive (the same projection on every machine)."""
     projections = {}
     for name in features:
-        if name in ("tags", "embeddings") or not 0 < embedding_components < feature_block(predictions, name).shape[1]:
+        if name in OWN_BLOCKS or not embedding_components:
             continue
-        _, _, right = np.linalg.svd(np.asarray(feature_block(predictions, name), np.float64), full_matrices=False)
+        block = feature_block(predictions, name)
+        if not 0 < embedding_components < block.shape[1]:
+            continue
+        _, _, right = np.linalg.svd(np.asarray(block, np.float64), full_matrices=False)
         right = right[:embedding_components]
         signs = np.sign(right[np.arange(len(right)), np.abs(right).argmax(axis=1)])
         projections[name] = (right * signs[:, np.newaxis]).astype(np.float32)

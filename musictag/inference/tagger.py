@@ -68,49 +68,35 @@ class Tagger:
             embeddings.append(np.asarray(e, np.float32))
         return np.concatenate(probabilities), np.concatenate(embeddings)
 
-    def predict_shards(self, shards_dir: Path, splits=("train", "valid", "test"), batch_size: int = 32) -> Predictions:
+    def predict_shards(self, shards_dir: Path, splits=("train", "valid", "test"), batch_size: int = 32,
+                       references: list[str] = ()) -> Predictions:
         """Every example of the shards' splits, in the same order on every machine and backend (the shards
-        read by musictag.features.shard_reader, a fixed number at a time, ahead of the model)."""
+        read by musictag.features.shard_reader, a fixed number at a time, ahead of the model). `references`
+        names published taggers (musictag.pretrained) whose penultimate embeddings of the same batches the
+        Predictions also carry (reference_embeddings): one read of the shards for every model. Each must take
+        the shards' front end (else one line says so)."""
         from musictag.features.shard_reader import epoch_batches, prefetched, read_index
 
         index = read_index(shards_dir)
+        others = {name: Tagger(name) for name in references}
+        for name, other in others.items():
+            if other.config["front_end"] != index["front_end"]:
+                raise MusictagError(f"recommend.features: {name} reads spectrograms of its own front end "
+                                    f"{other.config['front_end']}, the shards hold {index['front_end']}: "
+                                    f"leave {name} out of recommend.features")
         ids, split_names, probabilities, embeddings = [], [], [], []
+        theirs = {name: [] for name in others}
         for split in splits:
             if index["splits"][split]["n_examples"] == 0:
                 continue
-            batch_ids = []
-
-            def spectrograms(split=split):
-                for spectrogram, _, id_batch in prefetched(epoch_batches(shards_dir, split, batch_size, with_ids=True)):
-                    batch_ids.extend(id_batch)
-                    yield spectrogram
-
-            p, e = self.predict_batches(spectrograms())
-            ids.extend(batch_ids)
-            split_names.extend([split] * len(batch_ids))
-            probabilities.append(p)
-            embeddings.append(e)
+            for spectrograms, _, id_batch in prefetched(epoch_batches(shards_dir, split, batch_size, with_ids=True)):
+                p, e = self.predict_batches([spectrograms])
+                probabilities.append(p)
+                embeddings.append(e)
+                for name, other in others.items():
+                    theirs[name].append(other.predict_batches([spectrograms])[1])
+                ids.extend(id_batch)
+                split_names.extend([split] * len(id_batch))
         return Predictions(np.array(ids), np.array(split_names), np.concatenate(probabilities),
-                           np.concatenate(embeddings), self.tag_names)
-
-
-def predict_with_references(model: str | Path, shards_dir: Path, references: list[str]) -> Predictions:
-    """`model`'s Predictions of every clip of the shards, with the penultimate embeddings of each published
-    tagger named in `references` (the names of musictag.pretrained that recommend.features joins), computed
-    here once so that recommendation and the catalogue read them like the model's own outputs. A published
-    tagger reads the shards only if they hold its front end's spectrograms (else one line says so)."""
-    from musictag.features.shard_reader import read_index
-
-    predictions = Tagger(model).predict_shards(shards_dir)
-    shards_front_end = read_index(shards_dir)["front_end"]
-    for name in references:
-        reference = Tagger(name)
-        if reference.config["front_end"] != shards_front_end:
-            raise MusictagError(f"recommend.features: {name} reads spectrograms of its own front end "
-                                f"{reference.config['front_end']}, the shards hold {shards_front_end}: "
-                                f"leave {name} out of recommend.features")
-        theirs = reference.predict_shards(shards_dir)
-        if theirs.ids.tolist() != predictions.ids.tolist():  # the shards are read in one fixed order
-            raise MusictagError(f"{shards_dir}: the shards changed while {name} read them")
-        predictions.reference_embeddings[name] = theirs.embeddings
-    return predictions
+                           np.concatenate(embeddings), self.tag_names,
+                           {name: np.concatenate(vectors) for name, vectors in theirs.items()})
